@@ -1,0 +1,1 @@
+"""Datasets: rendering the kanji set, importing image folders, converting torchvision sets, storage."""
