@@ -1,0 +1,245 @@
+"""Benchmarks behind `ganji bench`: how fast this machine trains and samples each model.
+
+Figures are measured, never estimated, except where a line says "extrapolated" (the 1024-step
+sampler on a CPU, timed over a few steps: every step costs the same network call). FLOPs are
+counted with torch.utils.flop_counter on one real step; MFU divides achieved FLOP/s by the GPU's
+dense bf16 peak.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ganji.recipes import recipe_class
+from ganji.recipes.base import Recipe
+from ganji.train.config import OPTIONS_TYPES, TrainConfig
+from ganji.train.device import Precision, choose_precision, peak_memory_mb, resolve_device, synchronize
+from ganji.train.loop import normalise
+
+# Dense bf16 tensor-core peaks (vendor datasheets), by a substring of torch.cuda.get_device_name().
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0, "RTX 4070": 58.0}
+KANJI_SET_SIZE = 10_020
+
+
+def bf16_peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in BF16_PEAK_TFLOPS.items():
+        if key in name:
+            return peak
+    return None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import os
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} threads, torch {torch.get_num_threads()})"
+
+
+@dataclass
+class TrainBench:
+    model: str
+    device: str
+    precision: str
+    compiled: bool
+    batch_size: int
+    image_size: int
+    parameters: int
+    gflops_per_image: float  # one training step's FLOPs / batch size
+    images_per_s: float
+    epoch_s: float  # one pass over the 10,020-kanji set at this rate
+    mfu: float | None
+    peak_mem_mb: float
+    timed_steps: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _bench_recipe(model: str, size: int, batch_size: int | None, device: torch.device, precision: str, compile: bool, options: dict[str, Any]) -> Recipe:
+    cfg = TrainConfig(model=model, batch_size=batch_size or 0, device=device.type, precision=precision, compile=compile,
+                      options=OPTIONS_TYPES[model](**options))
+    prec = choose_precision(model, device, precision, compile)
+    return recipe_class(model)(cfg, size, 1, 10_000, prec)
+
+
+def count_train_flops(recipe: Recipe, x: torch.Tensor) -> int:
+    """FLOPs of one real training step (all D steps and the G step for the GAN)."""
+    with FlopCounterMode(display=False) as counter:
+        recipe.train_step(x)
+    return counter.get_total_flops()
+
+
+def _timed(fn: Callable[[], Any], device: torch.device, min_steps: int, max_seconds: float) -> tuple[int, float]:
+    """Run fn at least min_steps times and until max_seconds pass; (steps, seconds), synced."""
+    synchronize(device)
+    start = time.perf_counter()
+    steps = 0
+    while steps < min_steps or (time.perf_counter() - start < max_seconds and steps < 10_000):
+        fn()
+        steps += 1
+        if steps >= min_steps and time.perf_counter() - start >= max_seconds:
+            break
+    synchronize(device)
+    return steps, time.perf_counter() - start
+
+
+def bench_train(
+    model: str,
+    device_name_: str = "auto",
+    size: int = 64,
+    batch_size: int | None = None,
+    precision: str = "auto",
+    compile: bool = True,
+    warmup: int = 2,
+    min_steps: int = 3,
+    max_seconds: float = 10.0,
+    options: dict[str, Any] | None = None,
+) -> TrainBench:
+    """Training throughput of `model` with the paper's architecture and batch size on random images.
+
+    The GAN runs all of its D steps every step (the early stop on D accuracy is disabled), which
+    is its worst case and the case the reference figures measured.
+    """
+    device = resolve_device(device_name_)
+    opts = dict(options or {})
+    if model == "gan":
+        opts.setdefault("disc_acc_stop", 2.0)
+    torch.manual_seed(0)
+    recipe = _bench_recipe(model, size, batch_size, device, precision, compile, opts)
+    B = recipe.cfg.batch_size
+    images = torch.randint(0, 256, (B, 1, size, size), dtype=torch.uint8, device=device)
+    x = normalise(images, recipe.data_range, recipe.precision)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step = 0
+
+    def one() -> None:
+        nonlocal step
+        recipe.train_step(x)
+        recipe.after_step(step)
+        step += 1
+
+    for _ in range(warmup):
+        one()
+    flops = count_train_flops(recipe, x)
+    steps, seconds = _timed(one, device, min_steps, max_seconds)
+    rate = steps * B / seconds
+    peak = bf16_peak_tflops(device)
+    mfu = (flops / B * rate) / (peak * 1e12) if peak else None
+    return TrainBench(
+        model=model,
+        device=device_name(device),
+        precision=recipe.precision.name,
+        compiled=recipe.precision.compile,
+        batch_size=B,
+        image_size=size,
+        parameters=sum(recipe.parameter_counts().values()),
+        gflops_per_image=flops / B / 1e9,
+        images_per_s=rate,
+        epoch_s=(KANJI_SET_SIZE // B) * B / rate,
+        mfu=mfu,
+        peak_mem_mb=peak_memory_mb(device),
+        timed_steps=steps,
+        settings={"options": opts, "warmup": warmup, "torch": torch.__version__},
+    )
+
+
+@dataclass
+class SampleBench:
+    model: str
+    sampler: str
+    device: str
+    precision: str
+    batch_size: int
+    model_calls: int  # network evaluations per image
+    seconds_per_1000: float
+    images_per_s: float
+    extrapolated_from_steps: int | None  # None: the whole sampler ran
+
+
+def bench_sample(
+    model: str,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    device_name_: str = "auto",
+    size: int = 64,
+    batch_size: int = 256,
+    precision: str = "auto",
+    options: dict[str, Any] | None = None,
+    max_seconds: float = 10.0,
+    extrapolate_after: int | None = None,
+) -> SampleBench:
+    """Sampling speed of an untrained model of the paper's architecture (speed does not depend on weights).
+
+    With `extrapolate_after` k (DDPM only), only the first k denoising steps are timed and the total
+    is scaled to all steps: each step is the same U-Net call on the same batch.
+    """
+    from ganji.sampling import LoadedModel, generate
+
+    device = resolve_device(device_name_)
+    torch.manual_seed(0)
+    recipe = _bench_recipe(model, size, None, device, precision, False, dict(options or {}))
+    loaded = LoadedModel(recipe, model, "bench", None, 0, {})  # type: ignore[arg-type]
+    calls = 1
+    if model == "ddpm":
+        calls = recipe.schedule.timesteps if sampler == "ddpm" else (steps or 50)
+
+    def run(n: int, on_step: Callable[[int], None] | None = None) -> None:
+        try:
+            generate(loaded, n, batch_size=batch_size, sampler=sampler, steps=steps, on_step=on_step)
+        except _Enough:
+            pass
+
+    # Warm-up: one batch through one network call (kernel selection, allocator).
+    run(batch_size, _raise_after(1) if model == "ddpm" else None)
+    timed_steps = None
+    if model == "ddpm" and extrapolate_after:
+        synchronize(device)
+        start = time.perf_counter()
+        run(batch_size, _raise_after(extrapolate_after))
+        synchronize(device)
+        seconds_per_image = (time.perf_counter() - start) / extrapolate_after * calls / batch_size
+        timed_steps = extrapolate_after
+    else:
+        done, seconds = _timed(lambda: run(batch_size), device, 1, max_seconds)
+        seconds_per_image = seconds / (done * batch_size)
+    return SampleBench(
+        model=model,
+        sampler=sampler if model == "ddpm" else "direct",
+        device=device_name(device),
+        precision=recipe.precision.name,
+        batch_size=batch_size,
+        model_calls=calls,
+        seconds_per_1000=seconds_per_image * 1000,
+        images_per_s=1.0 / seconds_per_image,
+        extrapolated_from_steps=timed_steps,
+    )
+
+
+class _Enough(Exception):
+    """Raised from a sampler's step callback to stop it after the steps being timed."""
+
+
+def _raise_after(k: int) -> Callable[[int], None]:
+    count = 0
+
+    def on_step(_: int) -> None:
+        nonlocal count
+        count += 1
+        if count >= k:
+            raise _Enough
+
+    return on_step
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    return asdict(obj)

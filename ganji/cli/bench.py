@@ -1,0 +1,116 @@
+"""`ganji bench train|sample`: how fast this machine trains and samples each model."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ganji.cli import app
+from ganji.console import console, err_console
+from ganji.errors import GanjiError
+
+bench_app = typer.Typer(help="Measure training and sampling speed on this machine.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+MODELS_HELP = "Comma-separated models to measure."
+
+
+def _models(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in models if m not in ("vae", "gan", "ddpm")]
+    if bad or not models:
+        raise GanjiError(f"--models takes vae, gan and/or ddpm (got {text!r})")
+    return models
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@bench_app.command("train")
+def bench_train_command(
+    models: Annotated[str, typer.Option(help=MODELS_HELP)] = "vae,gan,ddpm",
+    size: Annotated[int, typer.Option(help="Image size (the paper's 64).")] = 64,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step [default: the paper's: vae 128, gan 128, ddpm 32].", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile on CUDA.")] = True,
+    warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation happens here).")] = 2,
+    min_steps: Annotated[int, typer.Option(help="Timed steps, at least.")] = 3,
+    seconds: Annotated[float, typer.Option(help="Keep timing steps until this many seconds have passed.")] = 10.0,
+    base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width [default: 64, the paper's].", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model).")] = False,
+) -> None:
+    """Training images/s, epoch time on the 10,020-kanji set, FLOPs per image, MFU and peak memory."""
+    from ganji.bench import as_dict, bench_train
+
+    if size < 16 or size % 16:
+        raise GanjiError(f"--size must be a positive multiple of 16 (got {size})")
+    if warmup < 0 or min_steps < 1 or seconds < 0:
+        raise GanjiError("--warmup must be >= 0, --min-steps >= 1 and --seconds >= 0")
+    results = []
+    for model in _models(models):
+        options = {"base_width": base_width} if model == "ddpm" and base_width else {}
+        with err_console.status(f"timing {model} training..."):
+            results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options))
+    if as_json:
+        console.print_json(json.dumps([as_dict(r) for r in results]))
+        return
+    table = Table(title=f"training speed on {results[0].device} (torch {results[0].settings['torch']})")
+    for col in ("model", "precision", "compiled", "batch", "size", "params", "GFLOPs/img", "img/s", "epoch (10k) s", "MFU", "peak MiB", "timed steps"):
+        table.add_column(col, justify="right" if col not in ("model", "precision") else "left")
+    for r in results:
+        table.add_row(r.model, r.precision, "yes" if r.compiled else "no", str(r.batch_size), str(r.image_size), f"{r.parameters:,}",
+                      f"{r.gflops_per_image:.2f}", f"{r.images_per_s:,.1f}", f"{r.epoch_s:,.1f}",
+                      _fmt(None if r.mfu is None else 100 * r.mfu, ".1f") + ("%" if r.mfu is not None else ""),
+                      f"{r.peak_mem_mb:,.0f}", str(r.timed_steps))
+    console.print(table)
+    console.print("GAN steps run all of their D steps (worst case); MFU is against the GPU's dense bf16 peak.")
+
+
+@bench_app.command("sample")
+def bench_sample_command(
+    models: Annotated[str, typer.Option(help=MODELS_HELP)] = "vae,gan,ddpm",
+    size: Annotated[int, typer.Option(help="Image size (the paper's 64).")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Images generated at once.")] = 256,
+    ddim_steps: Annotated[int, typer.Option(help="DDIM steps to compare with the full sampler.")] = 50,
+    extrapolate_after: Annotated[int, typer.Option(help="DDPM: time this many denoising steps and scale to all steps (0 = run the whole sampler).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    seconds: Annotated[float, typer.Option(help="VAE/GAN: keep timing until this many seconds have passed.")] = 5.0,
+    base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width [default: 64, the paper's].", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Seconds per 1,000 samples for each model and sampler, and the DDIM speed-up."""
+    from ganji.bench import as_dict, bench_sample
+
+    if size < 16 or size % 16:
+        raise GanjiError(f"--size must be a positive multiple of 16 (got {size})")
+    if batch_size < 1 or ddim_steps < 1 or extrapolate_after < 0:
+        raise GanjiError("--batch-size and --ddim-steps must be >= 1, --extrapolate-after >= 0")
+    results = []
+    for model in _models(models):
+        samplers = [("ddpm", None), ("ddim", ddim_steps)] if model == "ddpm" else [("ddpm", None)]
+        options = {"base_width": base_width} if model == "ddpm" and base_width else {}
+        for sampler, steps in samplers:
+            with err_console.status(f"timing {model} sampling ({sampler})..."):
+                results.append(bench_sample(model, sampler, steps, device, size, batch_size, precision, options, seconds,
+                                            extrapolate_after or None))
+    if as_json:
+        console.print_json(json.dumps([as_dict(r) for r in results]))
+        return
+    table = Table(title=f"sampling speed on {results[0].device}")
+    for col in ("model", "sampler", "precision", "batch", "net calls/img", "s / 1000 img", "img/s", "timed"):
+        table.add_column(col)
+    for r in results:
+        timed = f"{r.extrapolated_from_steps} steps, extrapolated" if r.extrapolated_from_steps else "whole sampler"
+        table.add_row(r.model, r.sampler + (f"-{r.model_calls}" if r.model == "ddpm" else ""), r.precision, str(r.batch_size),
+                      str(r.model_calls), f"{r.seconds_per_1000:,.2f}", f"{r.images_per_s:,.1f}", timed)
+    console.print(table)
+    by = {(r.model, r.sampler): r for r in results}
+    if ("ddpm", "ddpm") in by and ("ddpm", "ddim") in by:
+        speedup = by[("ddpm", "ddpm")].seconds_per_1000 / by[("ddpm", "ddim")].seconds_per_1000
+        console.print(f"DDIM-{ddim_steps} is {speedup:,.1f}x faster than the {by[('ddpm', 'ddpm')].model_calls}-step sampler.")

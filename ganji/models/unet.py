@@ -1,0 +1,123 @@
+"""The DDPM's noise-predicting U-Net (Ho et al. 2020, as built in the GANji study).
+
+Widths for base width b (the paper's b = 64): conv3x3 C -> b at full size; down blocks after 2x2
+max-pooling b -> 2b (size/2), 2b -> 4b (size/4), 4b -> 4b (size/8); bottleneck 4b -> 8b -> 8b -> 4b;
+up blocks after bilinear x2 and concatenation with the skip: 8b -> 2b, 4b -> b, 2b -> b; conv3x3
+b -> C. Each block is three conv3x3 (no bias) + GroupNorm(4) + ReLU, a 1x1 conv shortcut, and a
+Linear(256 -> width) of the timestep embedding added to the output. `attention` adds multi-head
+self-attention (4 heads) after every down and up block (Vaswani et al. 2017).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganji.models.blocks import check_image_size
+
+
+@dataclass
+class UNetConfig:
+    image_size: int = 64
+    channels: int = 1
+    base_width: int = 64
+    time_dim: int = 256
+    attention: bool = False
+
+    def __post_init__(self) -> None:
+        check_image_size(self.image_size, self.channels)
+        # GroupNorm(4) everywhere; the attention's GroupNorm(8) and 4 heads need multiples of 8.
+        step = 8 if self.attention else 4
+        if self.base_width < step or self.base_width % step:
+            raise ValueError(f"base_width must be a positive multiple of {step} (got {self.base_width})")
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of integer timesteps (Vaswani et al. 2017, §3.5; Ho et al. 2020, App. B):
+    PE(t, 2i) = sin(t / 10000^(2i/dim)), PE(t, 2i+1) = cos(t / 10000^(2i/dim))."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(t.shape[0], 2 * half)
+
+
+class Block(nn.Module):
+    """Three conv3x3 + GroupNorm(4) + ReLU, plus a 1x1 conv shortcut, plus the projected embedding."""
+
+    def __init__(self, cin: int, cout: int, time_dim: int) -> None:
+        super().__init__()
+
+        def conv(a: int, b: int) -> list[nn.Module]:
+            return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.GroupNorm(4, b), nn.ReLU()]
+
+        self.main = nn.Sequential(*conv(cin, cin), *conv(cin, cout), *conv(cout, cout))
+        self.shortcut = nn.Conv2d(cin, cout, 1)
+        self.time = nn.Linear(time_dim, cout)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        return self.main(x) + self.shortcut(x) + self.time(emb)[:, :, None, None]
+
+
+class SelfAttention(nn.Module):
+    """x + out(MHA(qkv(GroupNorm(x)))): the study's layout (a 1x1 qkv conv, then multi-head
+    attention with its own in/out projections, then a 1x1 output conv), computed with
+    scaled_dot_product_attention so that flash/memory-efficient kernels apply on a GPU."""
+
+    heads = 4
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(8, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.in_proj = nn.Linear(channels, 3 * channels)  # the attention's q, k, v projections
+        self.out_proj = nn.Linear(channels, channels)
+        self.out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).flatten(2).transpose(1, 2).chunk(3, dim=-1)  # each (N, HW, C)
+        wq, wk, wv = self.in_proj.weight.chunk(3)
+        bq, bk, bv = self.in_proj.bias.chunk(3)
+        heads = [F.linear(a, wt, b).reshape(n, h * w, self.heads, c // self.heads).transpose(1, 2)
+                 for a, wt, b in ((q, wq, bq), (k, wk, bk), (v, wv, bv))]
+        attn = F.scaled_dot_product_attention(*heads).transpose(1, 2).reshape(n, h * w, c)
+        out = self.out_proj(attn).transpose(1, 2).reshape(n, c, h, w)
+        return x + self.out(out)
+
+
+class UNet(nn.Module):
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        b, T = cfg.base_width, cfg.time_dim
+        self.input = nn.Conv2d(cfg.channels, b, 3, padding=1)
+        self.down = nn.ModuleList([Block(b, 2 * b, T), Block(2 * b, 4 * b, T), Block(4 * b, 4 * b, T)])
+        self.bottleneck = nn.ModuleList([Block(4 * b, 8 * b, T), Block(8 * b, 8 * b, T), Block(8 * b, 4 * b, T)])
+        self.up = nn.ModuleList([Block(8 * b, 2 * b, T), Block(4 * b, b, T), Block(2 * b, b, T)])
+
+        def attn(c: int) -> nn.Module:
+            return SelfAttention(c) if cfg.attention else nn.Identity()
+
+        self.down_attn = nn.ModuleList([attn(2 * b), attn(4 * b), attn(4 * b)])
+        self.up_attn = nn.ModuleList([attn(2 * b), attn(b), attn(b)])
+        self.output = nn.Conv2d(b, cfg.channels, 3, padding=1)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """Predicted noise ε_θ(x_t, t), the same shape as x."""
+        emb = timestep_embedding(t, self.cfg.time_dim).to(x.dtype)
+        h = self.input(x)
+        skips = [h]
+        for block, attn in zip(self.down, self.down_attn):
+            h = attn(block(F.max_pool2d(h, 2), emb))
+            skips.append(h)
+        skips.pop()  # the deepest output feeds the bottleneck, not a skip
+        for block in self.bottleneck:
+            h = block(h, emb)
+        for block, attn in zip(self.up, self.up_attn):
+            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=True)
+            h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+        return self.output(h)

@@ -1,0 +1,143 @@
+"""The contract between a model's recipe and the training engine."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ganji.errors import GanjiError
+from ganji.train.checkpoint import CheckpointData
+from ganji.train.config import TrainConfig
+from ganji.train.device import Precision
+from ganji.train.ema import EMA
+
+
+class Recipe:
+    """A model family's networks, optimisers, schedulers, loss and sampling.
+
+    Subclasses build `self.nets` (name -> module), `self.optimizers`, `self.schedulers`, and say
+    which networks get an EMA copy (`ema_nets`). `train_step` runs one step on a batch of real
+    images (already on the device, in `data_range`, in the run's memory format) and returns the
+    losses as detached device tensors (no host sync). `generate` maps noise to images in
+    `data_range`.
+    """
+
+    model_name: ClassVar[str]
+    data_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    ema_nets: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: TrainConfig, image_size: int, channels: int, total_steps: int, precision: Precision) -> None:
+        if image_size % 16 != 0 or image_size < 16:
+            raise GanjiError(f"image size must be a multiple of 16 (got {image_size}); prepare the dataset with --size 16, 32, 64, ...")
+        if channels not in (1, 3):
+            raise GanjiError(f"images must have 1 or 3 channels (got {channels})")
+        self.cfg = cfg
+        self.image_size = image_size
+        self.channels = channels
+        self.total_steps = max(1, total_steps)
+        self.precision = precision
+        self.device = precision.device
+        self.nets: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+        self.emas: dict[str, EMA] = {}
+        self.build()
+        for net in self.nets.values():
+            net.to(self.device, memory_format=precision.memory_format())
+        self.make_optimizers()
+        if cfg.ema_decay > 0:
+            self.emas = {name: EMA(self.nets[name], cfg.ema_decay) for name in self.ema_nets}
+
+    # -- to implement ----------------------------------------------------------------------------
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def make_optimizers(self) -> None:
+        raise NotImplementedError
+
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generate(self, noise: torch.Tensor, use_ema: bool = True, **sampler: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- shared helpers --------------------------------------------------------------------------
+    def adam(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+        """Adam; the fused CUDA kernel on a GPU (one launch for all parameters), foreach on the CPU."""
+        fused = self.device.type == "cuda"
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=fused or None, foreach=None if fused else True)
+
+    def maybe_compile(self, net: nn.Module) -> Callable:
+        """`torch.compile(net)` when the precision policy says so (CUDA), else the module itself."""
+        return torch.compile(net) if self.precision.compile else net
+
+    @contextlib.contextmanager
+    def sampling_net(self, name: str, use_ema: bool = True) -> Iterator[nn.Module]:
+        """The network to sample with (its EMA copy when there is one), in eval mode for the duration."""
+        net = self.emas[name].model if use_ema and name in self.emas else self.nets[name]
+        was_training = net.training
+        net.eval()
+        try:
+            yield net
+        finally:
+            net.train(was_training)
+
+    def after_step(self, step: int) -> None:
+        """Scheduler and EMA updates after optimiser step `step` (0-based)."""
+        for sched in self.schedulers.values():
+            sched.step()
+        for ema in self.emas.values():
+            ema.update(step)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in net.parameters()) for name, net in self.nets.items()}
+
+    # -- checkpoint glue -------------------------------------------------------------------------
+    def state(self) -> tuple[dict, dict, dict, dict]:
+        nets = {name: net.state_dict() for name, net in self.nets.items()}
+        emas = {name: ema.model.state_dict() for name, ema in self.emas.items()}
+        optimizers = {name: opt.state_dict() for name, opt in self.optimizers.items()}
+        schedulers = {name: sched.state_dict() for name, sched in self.schedulers.items()}
+        return nets, emas, optimizers, schedulers
+
+    def load_state(self, ckpt: CheckpointData, schedulers: dict[str, Any], weights_only: bool = False) -> None:
+        """Load networks (and, unless `weights_only`, EMA, optimisers, schedulers) from a checkpoint."""
+        for name, net in self.nets.items():
+            self._load_module(net, ckpt.nets.get(name), name)
+        for name, ema in self.emas.items():
+            # A run trained without EMA (or an old checkpoint) samples from the raw weights.
+            self._load_module(ema.model, ckpt.emas.get(name) or ckpt.nets.get(name), f"EMA {name}")
+        if weights_only:
+            return
+        for name, opt in self.optimizers.items():
+            sd = ckpt.optimizers.get(name)
+            if sd is None:
+                raise GanjiError(f"checkpoint has no optimiser state for {name!r}")
+            # Keep this machine's kernel choice (fused on CUDA, foreach on CPU) when resuming elsewhere.
+            for saved, live in zip(sd["param_groups"], opt.param_groups):
+                for key in ("fused", "foreach", "capturable", "differentiable"):
+                    if key in live:
+                        saved[key] = live[key]
+            try:
+                opt.load_state_dict(sd)
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise GanjiError(f"checkpoint optimiser state for {name!r} does not fit this model ({exc})") from None
+        for name, sched in self.schedulers.items():
+            if name in schedulers:
+                sched.load_state_dict(schedulers[name])
+
+    def _load_module(self, net: nn.Module, state: dict[str, torch.Tensor] | None, what: str) -> None:
+        if state is None:
+            raise GanjiError(f"checkpoint has no weights for the {what} network: is it a {self.model_name} checkpoint?")
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise GanjiError(f"checkpoint weights do not fit this {self.model_name} ({what}): {first}") from None

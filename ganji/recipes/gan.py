@@ -1,0 +1,136 @@
+"""Training and sampling the GAN as in the GANji study.
+
+Losses (D: discriminator logits on real x and fake G(z)):
+- hinge (Lim & Ye 2017): L_D = E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))], L_G = -E[D(G(z))]
+- wasserstein (Arjovsky et al. 2017): L_D = E[D(G(z))] - E[D(x)], L_G = -E[D(G(z))]
+- bce (Goodfellow et al. 2014, non-saturating G): L_D = BCE(D(x), 1) + BCE(D(G(z)), 0), L_G = BCE(D(G(z)), 1)
+- lsgan (Mao et al. 2017): L_D = ½E[(D(x) - 1)²] + ½E[D(G(z))²], L_G = ½E[(D(G(z)) - 1)²]
+plus, for every loss but bce, the gradient penalty λ E[(‖∇D(x̂)‖₂ - 1)²] on random interpolates x̂
+(Gulrajani et al. 2017). Up to `disc_ratio` D steps per G step, stopping early once D's accuracy on
+the batch exceeds `disc_acc_stop` (the original's rule). One training step = one batch of real images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ganji.models.gan import Discriminator, GANConfig, Generator
+from ganji.recipes.base import Recipe
+from ganji.train.config import GANOptions
+
+
+def discriminator_loss(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+    if kind == "wasserstein":
+        return d_fake.mean() - d_real.mean()
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy_with_logits(
+            d_fake, torch.zeros_like(d_fake)
+        )
+    if kind == "lsgan":
+        return 0.5 * ((d_real - 1).square().mean() + d_fake.square().mean())
+    raise ValueError(kind)
+
+
+def generator_loss(kind: str, d_fake: torch.Tensor) -> torch.Tensor:
+    if kind in ("hinge", "wasserstein"):
+        return -d_fake.mean()
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+    if kind == "lsgan":
+        return 0.5 * (d_fake - 1).square().mean()
+    raise ValueError(kind)
+
+
+def discriminator_accuracy(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Share of real called real and fake called fake (decision threshold 0, or 0.5 for lsgan)."""
+    threshold = 0.5 if kind == "lsgan" else 0.0
+    return 0.5 * ((d_real > threshold).float().mean() + (d_fake <= threshold).float().mean())
+
+
+def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """E[(‖∇_x̂ D(x̂)‖₂ - 1)²], x̂ = εx + (1-ε)x̃, ε ~ U(0, 1) per image (WGAN-GP, Gulrajani et al. 2017)."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+
+
+class GANRecipe(Recipe):
+    model_name = "gan"
+    ema_nets = ("generator",)
+
+    def build(self) -> None:
+        o: GANOptions = self.cfg.options
+        gcfg = GANConfig(
+            latent_dim=o.latent_dim,
+            layers=tuple(o.layers),
+            arch=o.arch,
+            spectral_norm=o.spectral_norm,
+            image_size=self.image_size,
+            channels=self.channels,
+        )
+        self.nets["generator"] = Generator(gcfg)
+        self.nets["discriminator"] = Discriminator(gcfg)
+        self._g = self.maybe_compile(self.nets["generator"])
+        # The gradient penalty needs a double backward, which compiled graphs do not support:
+        # the discriminator stays eager whenever the penalty is on.
+        uses_gp = o.gp > 0 and o.loss != "bce"
+        self._d = self.nets["discriminator"] if uses_gp else self.maybe_compile(self.nets["discriminator"])
+
+    def make_optimizers(self) -> None:
+        o: GANOptions = self.cfg.options
+        self.optimizers["generator"] = self.adam(self.nets["generator"].parameters(), self.cfg.lr, o.g_betas)
+        self.optimizers["discriminator"] = self.adam(self.nets["discriminator"].parameters(), self.cfg.lr, o.d_betas)
+
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        o: GANOptions = self.cfg.options
+        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
+        n = x.shape[0]
+        use_gp = o.gp > 0 and o.loss != "bce"
+        d_steps = 0
+        for _ in range(o.disc_ratio):
+            z = torch.randn(n, o.latent_dim, device=self.device)
+            with torch.no_grad(), self.precision.autocast():
+                fake = self._g(z)
+            fake = fake.float().contiguous(memory_format=self.precision.memory_format())
+            with self.precision.autocast():
+                d_real = self._d(x).float()
+                d_fake = self._d(fake).float()
+                loss_d = discriminator_loss(o.loss, d_real, d_fake)
+                if use_gp:
+                    loss_d = loss_d + o.gp * gradient_penalty(self._d, x, fake).float()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            d_steps += 1
+            acc = discriminator_accuracy(o.loss, d_real.detach(), d_fake.detach())
+            # The original's early stop of D steps: one host sync per D step, only when it can matter.
+            if o.disc_ratio > 1 and acc.item() > o.disc_acc_stop:
+                break
+        z = torch.randn(n, o.latent_dim, device=self.device)
+        with self.precision.autocast():
+            d_gen = self._d(self._g(z)).float()
+            loss_g = generator_loss(o.loss, d_gen)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_acc": acc,
+            "d_steps": torch.tensor(float(d_steps), device=self.device),
+        }
+
+    def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.cfg.options.latent_dim, generator=generator, device=generator.device)
+
+    @torch.no_grad()
+    def generate(self, noise: torch.Tensor, use_ema: bool = True, **sampler: Any) -> torch.Tensor:
+        with self.sampling_net("generator", use_ema) as net, self.precision.autocast():
+            images = net(noise.to(self.device))
+        return images.float()

@@ -1,0 +1,92 @@
+"""Run folders: `runs/MODEL/RUN/` with config.json, checkpoint.safetensors, metrics.jsonl, samples/."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ganji.errors import GanjiError
+from ganji.home import runs_dir
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Run:
+    model: str
+    name: str
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / SAMPLES_DIR
+
+
+def check_run_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise GanjiError(f"invalid run name {name!r}: use letters, digits, '.', '_' or '-' (up to 100)")
+    return name
+
+
+def new_run_name() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def list_runs(home: Path, model: str) -> list[Run]:
+    """Runs of `model` that have a config, oldest first (by the time they were created)."""
+    folder = runs_dir(home) / model
+    if not folder.is_dir():
+        return []
+    found: list[tuple[float, str, Run]] = []
+    for path in folder.iterdir():
+        cfg = path / CONFIG_FILE
+        if path.is_dir() and cfg.is_file():
+            try:
+                created = float(json.loads(cfg.read_text("utf-8")).get("created", 0.0))
+            except (ValueError, OSError, AttributeError, TypeError):
+                created = cfg.stat().st_mtime
+            found.append((created, path.name, Run(model, path.name, path)))
+    return [run for _, _, run in sorted(found, key=lambda item: (item[0], item[1]))]
+
+
+def find_run(home: Path, model: str, name: str | None = None) -> Run:
+    """The named run of `model`, or its latest; a clear error with the command to train one."""
+    if name is not None:
+        check_run_name(name)
+        path = runs_dir(home) / model / name
+        if not (path / CONFIG_FILE).is_file():
+            known = ", ".join(r.name for r in list_runs(home, model)) or "none"
+            raise GanjiError(f"no {model} run named {name!r} in {runs_dir(home) / model} (runs: {known})")
+        return Run(model, name, path)
+    runs = list_runs(home, model)
+    if not runs:
+        raise GanjiError(f"no trained {model} run in {runs_dir(home) / model}: train one with `ganji train {model}`")
+    return runs[-1]
+
+
+def create_run(home: Path, model: str, name: str | None) -> Run:
+    name = check_run_name(name) if name else new_run_name()
+    path = runs_dir(home) / model / name
+    if (path / CONFIG_FILE).exists():
+        raise GanjiError(f"run {model}/{name} already exists: add --resume to continue it, or choose another --run")
+    path.mkdir(parents=True, exist_ok=True)
+    return Run(model, name, path)

@@ -1,0 +1,78 @@
+"""Choosing the device and the numeric precision, with a correct CPU fallback for every GPU path."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from ganji.errors import GanjiError
+
+# bf16 autocast on CUDA for the VAE and DDPM (the paper trained both in bf16); the GAN stays fp32
+# because bf16 stopped it converging (experiment log, exps 4-7). The CPU always runs fp32: bf16 is
+# emulated there and far slower.
+BF16_BY_DEFAULT = {"vae": True, "gan": False, "ddpm": True}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise GanjiError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        return torch.device("cuda")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise GanjiError(f"unknown device {name!r}: use auto, cpu or cuda")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The numeric policy of a run: autocast dtype (or none), channels_last, compile."""
+
+    device: torch.device
+    bf16: bool
+    channels_last: bool
+    compile: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def choose_precision(model: str, device: torch.device, precision: str = "auto", compile: bool = True) -> Precision:
+    """The policy for `model` on `device`; `precision` overrides bf16 (fp32 | bf16)."""
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        bf16 = cuda and BF16_BY_DEFAULT[model]
+    elif precision == "bf16":
+        bf16 = True
+    elif precision == "fp32":
+        bf16 = False
+    else:
+        raise GanjiError(f"unknown precision {precision!r}: use auto, fp32 or bf16")
+    return Precision(device=device, bf16=bf16, channels_last=cuda, compile=cuda and compile)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA allocator peak on a GPU, resident set size on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,416 @@
+"""The training loop: one for every model; the model's recipe owns its loss and step.
+
+Stages of `train()`:
+  1. the run: a new folder with config.json, or an existing one to resume;
+  2. the data: the prepared uint8 tensor moved to the device once; per epoch a permutation drawn
+     from a generator seeded by (seed, epoch), so any step of any epoch can be resumed exactly;
+  3. the recipe: networks, optimisers, schedulers, EMA; restored from the checkpoint on resume;
+  4. the steps: losses stay on the device and are read every `log_every` steps (one host sync);
+     sample grids from fixed noise every `sample_every` epochs; checkpoints every
+     `checkpoint_every` epochs; stops at the end, at `max_steps`, at the time budget, on Ctrl-C
+     (checkpoint first) or on a non-finite loss (no checkpoint: the last good one stays);
+  5. the end: a final checkpoint and grid, and a summary.
+
+Units: a step is one batch of real images (for the GAN its D steps plus one G step); epochs count
+whole passes over the dataset (the last partial batch is dropped, so shapes are static); times are
+seconds of wall clock; images/s counts real images consumed.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ganji import __version__
+from ganji.atomic import write_json_atomic
+from ganji.console import err_console
+from ganji.data.store import Dataset
+from ganji.errors import GanjiError
+from ganji.images import make_grid, save_png, to_uint8
+from ganji.recipes import recipe_class
+from ganji.recipes.base import Recipe
+from ganji.runs import Run
+from ganji.train.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
+from ganji.train.config import TrainConfig
+from ganji.train.device import Precision, choose_precision, peak_memory_mb, resolve_device, synchronize
+from ganji.train.metrics_log import MetricsLog
+
+# How the DDPM's progress grids are drawn: DDIM with few steps, so that a grid costs seconds, not the
+# minutes of the full 1024-step sampler (`ganji sample` gives the full one).
+PREVIEW_SAMPLER = {"sampler": "ddim", "steps": 20}
+
+
+@dataclass
+class TrainResult:
+    run: Run
+    step: int
+    total_steps: int
+    epoch: float
+    reason: str  # finished | max-steps | time-budget | interrupted
+    train_seconds: float
+    images_per_second: float
+    losses: dict[str, float]
+    grids: list[Path] = field(default_factory=list)
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order of epoch `epoch`: a function of (seed, epoch) alone, so resuming needs no RNG state."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def normalise(images_u8: torch.Tensor, data_range: tuple[float, float], precision: Precision) -> torch.Tensor:
+    """uint8 0..255 -> float32 in `data_range`, in the run's memory format (done on the device)."""
+    low, high = data_range
+    x = images_u8.float().mul_((high - low) / 255.0).add_(low)
+    return x.contiguous(memory_format=precision.memory_format())
+
+
+def build_recipe(cfg: TrainConfig, dataset_size: int, image_size: int, channels: int, precision: Precision) -> tuple[Recipe, int, int]:
+    """The recipe, the steps per epoch and the total steps planned for the run."""
+    steps_per_epoch = dataset_size // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise GanjiError(f"--batch-size {cfg.batch_size} is larger than the dataset ({dataset_size} images): use a smaller batch")
+    total = steps_per_epoch * cfg.epochs
+    recipe = recipe_class(cfg.model)(cfg, image_size, channels, total, precision)
+    return recipe, steps_per_epoch, total
+
+
+class TrainLoop:
+    def __init__(self, run: Run, cfg: TrainConfig, dataset: Dataset, resume: bool, show_progress: bool = True) -> None:
+        self.run = run
+        self.cfg = cfg
+        self.show_progress = show_progress
+        self.device = resolve_device(cfg.device)
+        self.precision = choose_precision(cfg.model, self.device, cfg.precision, cfg.compile)
+        self.dataset_name = dataset.name
+        self.images = dataset.images.to(self.device)  # stays uint8: 4x less memory than float
+        self.n_images = len(dataset)
+
+        if not resume:
+            torch.manual_seed(cfg.seed)  # weights initialisation and every random draw of the steps
+        self.recipe, self.steps_per_epoch, self.total_steps = build_recipe(
+            cfg, self.n_images, dataset.size, dataset.channels, self.precision
+        )
+        self.stop_step = min(self.total_steps, cfg.max_steps) if cfg.max_steps else self.total_steps
+        self.step = 0
+        self.train_seconds = 0.0
+        self.metrics = MetricsLog(run.metrics_path)
+        if resume:
+            self._restore()
+        else:
+            self._write_config(dataset)
+            self.metrics.truncate_after(0)
+        # Fixed noise for the progress grids: drawn on the CPU from the seed, identical on every device.
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.fixed_noise = self.recipe.make_noise(cfg.grid_n, gen).to(self.device)
+
+    # -- 1. run folder ---------------------------------------------------------------------------
+    def _write_config(self, dataset: Dataset) -> None:
+        write_json_atomic(
+            self.run.config_path,
+            {
+                "created": time.time(),
+                "model": self.cfg.model,
+                "run": self.run.name,
+                "config": self.cfg.to_json(),
+                "dataset": {
+                    "name": dataset.name,
+                    "count": len(dataset),
+                    "size": dataset.size,
+                    "channels": dataset.channels,
+                    "images_sha256": dataset.manifest.get("images_sha256"),
+                },
+                "parameters": self.recipe.parameter_counts(),
+                "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps,
+                "ganji": __version__,
+                "torch": torch.__version__,
+            },
+        )
+
+    def _restore(self) -> None:
+        ckpt = load_checkpoint(self.run.checkpoint_path)
+        meta = ckpt.meta
+        expect = {"model": self.cfg.model, "image_size": self.recipe.image_size, "channels": self.recipe.channels}
+        for key, want in expect.items():
+            if meta.get(key) != want:
+                raise GanjiError(f"checkpoint {self.run.checkpoint_path} has {key}={meta.get(key)!r}, but this run needs {want!r}")
+        self.recipe.load_state(ckpt, meta.get("schedulers", {}))
+        self.step = int(meta["step"])
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
+        torch.set_rng_state(ckpt.rng["cpu"])
+        if self.device.type == "cuda" and "cuda" in ckpt.rng:
+            torch.cuda.set_rng_state(ckpt.rng["cuda"], self.device)
+        self.metrics.truncate_after(self.step)
+
+    # -- checkpoints and grids -------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        nets, emas, optimizers, schedulers = self.recipe.state()
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        meta: dict[str, Any] = {
+            "model": self.cfg.model,
+            "image_size": self.recipe.image_size,
+            "channels": self.recipe.channels,
+            "step": self.step,
+            "epoch": self.step / self.steps_per_epoch,
+            "train_seconds": self.train_seconds,
+            "schedulers": schedulers,
+            "config": self.cfg.to_json(),
+            "data_range": list(self.recipe.data_range),
+        }
+        save_checkpoint(self.run.checkpoint_path, CheckpointData(nets=nets, emas=emas, optimizers=optimizers, rng=rng, meta=meta))
+
+    def save_grid(self) -> Path:
+        extra = PREVIEW_SAMPLER if self.cfg.model == "ddpm" else {}
+        images = self.recipe.generate(self.fixed_noise, **extra)
+        low, high = self.recipe.data_range
+        path = self.run.samples_dir / f"step-{self.step:08d}.png"
+        save_png(path, make_grid(to_uint8(images, low, high)))
+        return path
+
+    # -- 4. the steps ----------------------------------------------------------------------------
+    def run_steps(self) -> TrainResult:
+        cfg, recipe = self.cfg, self.recipe
+        B, spe = cfg.batch_size, self.steps_per_epoch
+        grids: list[Path] = []
+        sums: dict[str, torch.Tensor] = {}
+        last: dict[str, float] = {}
+        logged_steps, since = 0, time.perf_counter()
+        rate = 0.0
+        reason = "finished" if self.stop_step == self.total_steps else "max-steps"
+        perm: torch.Tensor | None = None
+        start = time.monotonic()
+        budget_s = cfg.time_budget * 60.0
+
+        def flush() -> None:
+            nonlocal sums, logged_steps, since, rate, last
+            if logged_steps == 0:
+                return
+            values = {k: (v / logged_steps).item() for k, v in sums.items()}  # the host sync
+            now = time.perf_counter()
+            self.train_seconds += now - since
+            rate = logged_steps * B / max(now - since, 1e-9)
+            if not all(math.isfinite(v) for v in values.values()):
+                raise NonFiniteLoss(", ".join(f"{k}={v}" for k, v in values.items()))
+            last = values
+            self.metrics.append(
+                {
+                    "step": self.step,
+                    "epoch": round(self.step / spe, 4),
+                    **{k: round(v, 6) for k, v in values.items()},
+                    "lr": {name: opt.param_groups[0]["lr"] for name, opt in recipe.optimizers.items()},
+                    "img_per_s": round(rate, 2),
+                    "train_s": round(self.train_seconds, 3),
+                    "peak_mem_mb": round(peak_memory_mb(self.device), 1),
+                }
+            )
+            sums, logged_steps = {}, 0
+            since = time.perf_counter()
+
+        with _stop_on_signals() as stop_requested, self._progress() as progress:
+            task = progress.add_task(self._describe(), total=self.stop_step, completed=self.step, stats="")
+            try:
+                while self.step < self.stop_step:
+                    epoch, i = divmod(self.step, spe)
+                    if perm is None or i == 0:
+                        perm = epoch_permutation(cfg.seed, epoch, self.n_images).to(self.device)
+                    x = normalise(self.images[perm[i * B : (i + 1) * B]], recipe.data_range, self.precision)
+                    losses = recipe.train_step(x)
+                    recipe.after_step(self.step)
+                    self.step += 1
+                    logged_steps += 1
+                    for k, v in losses.items():
+                        sums[k] = sums[k] + v if k in sums else v.clone()
+                    end_of_epoch = self.step % spe == 0
+                    if self.step % cfg.log_every == 0 or end_of_epoch or self.step == self.stop_step:
+                        flush()
+                        progress.update(task, description=self._describe(), stats=_stats(last, rate))
+                    progress.update(task, completed=self.step)
+                    if end_of_epoch:
+                        done = self.step // spe
+                        since_pause = time.perf_counter()
+                        if cfg.sample_every and done % cfg.sample_every == 0:
+                            grids.append(self.save_grid())
+                        if done % cfg.checkpoint_every == 0 and self.step < self.stop_step:
+                            self.save_checkpoint()
+                        since += time.perf_counter() - since_pause  # grids and checkpoints are not training time
+                    if stop_requested():
+                        reason = "interrupted"
+                        break
+                    if budget_s and time.monotonic() - start >= budget_s:
+                        reason = "time-budget"
+                        break
+                flush()
+            except NonFiniteLoss as exc:
+                raise GanjiError(
+                    f"training stopped at step {self.step}: the loss is not finite ({exc}); the last good checkpoint "
+                    f"is kept in {self.run.path}. Try a lower --lr or --precision fp32"
+                ) from None
+            # 5. the end: a final checkpoint and grid unless the last epoch boundary just wrote them
+            self.save_checkpoint()
+            if cfg.sample_every and not (grids and grids[-1].name == f"step-{self.step:08d}.png"):
+                grids.append(self.save_grid())
+        synchronize(self.device)
+        return TrainResult(
+            run=self.run,
+            step=self.step,
+            total_steps=self.total_steps,
+            epoch=self.step / spe,
+            reason=reason,
+            train_seconds=self.train_seconds,
+            images_per_second=rate,
+            losses=last,
+            grids=grids,
+        )
+
+    def _describe(self) -> str:
+        epoch = min(self.step // self.steps_per_epoch + 1, self.cfg.epochs)
+        return f"{self.cfg.model} epoch {epoch}/{self.cfg.epochs}"
+
+    @contextmanager
+    def _progress(self) -> Iterator[Progress]:
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=not self.show_progress,
+        )
+        with progress:
+            yield progress
+
+
+def _stats(losses: dict[str, float], rate: float) -> str:
+    parts = [f"{k} {v:.4g}" for k, v in losses.items() if k != "d_steps"]
+    return "  ".join(parts + [f"{rate:,.1f} img/s"])
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[Any]:
+    """Ctrl-C (and SIGTERM) ask the loop to stop after the current step and save a checkpoint.
+
+    A second Ctrl-C interrupts at once (the previous checkpoint stays valid: writes are atomic).
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        err_console.print("[yellow]stopping after this step and saving a checkpoint (Ctrl-C again to abort)[/]")
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def summary_table(result: TrainResult) -> Table:
+    table = Table(title=f"{result.run.model} run {result.run.name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("stopped", result.reason)
+    table.add_row("steps", f"{result.step:,} / {result.total_steps:,} (epoch {result.epoch:.2f})")
+    table.add_row("training time", f"{result.train_seconds:,.1f} s")
+    table.add_row("throughput", f"{result.images_per_second:,.1f} img/s")
+    for k, v in result.losses.items():
+        table.add_row(k, f"{v:.5g}")
+    table.add_row("folder", str(result.run.path))
+    if result.grids:
+        table.add_row("latest grid", str(result.grids[-1]))
+    return table
+
+
+# Options that may change when a run is resumed; the rest define the run (changing the epochs would
+# change the learning-rate schedule planned at the start, so it makes a new run instead).
+RESUME_OVERRIDES = frozenset(
+    {"max_steps", "time_budget", "device", "precision", "compile", "sample_every", "checkpoint_every", "eval_every", "log_every"}
+)
+
+
+def train(
+    home: Path,
+    model: str,
+    given: dict[str, Any],
+    run_name: str | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Start (or resume) a run of `model` with the options the user gave, and train it.
+
+    `given` holds only the options given on the command line: top-level TrainConfig fields, and
+    the model's own options under the key "options" (a dict).
+    """
+    from ganji.data.prepare import ensure_dataset
+    from ganji.data.store import load_dataset
+    from ganji.runs import create_run, find_run
+    from ganji.train.config import OPTIONS_TYPES
+
+    given = {k: v for k, v in given.items() if v is not None}
+    model_opts = {k: v for k, v in (given.pop("options", None) or {}).items() if v is not None}
+    if resume:
+        run = find_run(home, model, run_name)
+        saved = _read_run_config(run)
+        cfg = TrainConfig.from_json(saved["config"])
+        fixed = sorted(k for k in given if k not in RESUME_OVERRIDES and given[k] != getattr(cfg, k))
+        fixed += sorted(k for k, v in model_opts.items() if v != getattr(cfg.options, k))
+        if fixed:
+            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            raise GanjiError(f"{names} cannot change when resuming run {model}/{run.name}; start a new run instead")
+        for k, v in given.items():
+            setattr(cfg, k, v)
+        cfg.validate()
+        if not run.checkpoint_path.is_file():
+            raise GanjiError(f"run {model}/{run.name} has no checkpoint yet: start it again without --resume")
+    else:
+        cfg = TrainConfig(model=model, **given, options=OPTIONS_TYPES[model](**model_opts))
+        ensure_dataset(home, cfg.dataset)
+        run = create_run(home, model, run_name)
+    dataset = load_dataset(home, cfg.dataset)
+    loop = TrainLoop(run, cfg, dataset, resume=resume, show_progress=show_progress)
+    if resume and loop.step >= loop.stop_step:
+        raise GanjiError(
+            f"run {model}/{run.name} is already at step {loop.step} of {loop.stop_step}: nothing to resume "
+            "(raise --max-steps, or start a new run)"
+        )
+    return loop.run_steps()
+
+
+def _read_run_config(run: Run) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(run.config_path.read_text("utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise ValueError("no 'config' object")
+        return data
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GanjiError(f"{run.config_path} is not a valid run config ({exc})") from None

@@ -1,0 +1,111 @@
+"""Checkpoints and atomic writes: round trips, damage detection, failing writes keep the old file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganji.atomic import write_atomic, write_json_atomic
+from ganji.errors import GanjiError
+from ganji.train.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
+from ganji.train.config import GANOptions, TrainConfig
+
+
+def sample_data() -> CheckpointData:
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.0, 0.99))
+    net(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    return CheckpointData(
+        nets={"net": net.state_dict()},
+        emas={"net": {k: v + 1 for k, v in net.state_dict().items()}},
+        optimizers={"net": opt.state_dict()},
+        rng={"cpu": torch.get_rng_state()},
+        meta={"model": "vae", "step": 7, "schedulers": {"net": {"last_epoch": 7, "_last_lr": [0.001]}}},
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    data = sample_data()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, data)
+    back = load_checkpoint(path)
+    assert back.meta["step"] == 7 and back.meta["schedulers"] == data.meta["schedulers"]
+    for k, v in data.nets["net"].items():
+        assert torch.equal(back.nets["net"][k], v)
+        assert torch.equal(back.emas["net"][k], data.emas["net"][k])
+    assert torch.equal(back.rng["cpu"], data.rng["cpu"])
+    # The optimiser state loads into a fresh optimiser and matches tensor for tensor.
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    opt.load_state_dict(back.optimizers["net"])
+    want = data.optimizers["net"]
+    for idx, state in want["state"].items():
+        for key, value in state.items():
+            assert torch.equal(opt.state_dict()["state"][idx][key], value)
+    assert tuple(opt.param_groups[0]["betas"]) == (0.0, 0.99)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "no-header"])
+def test_damaged_checkpoints_are_clear_errors(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, sample_data())
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all" * 10)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        from safetensors.torch import save_file
+
+        save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(GanjiError):
+        load_checkpoint(path)
+
+
+def test_failing_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, sample_data())
+    before = path.read_bytes()
+
+    def disk_full(tmp: Path) -> None:
+        tmp.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_atomic(path, disk_full)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # no temp file left behind
+    assert load_checkpoint(path).meta["step"] == 7
+
+
+def test_config_round_trip_and_edits(tmp_path: Path) -> None:
+    cfg = TrainConfig(model="gan", options=GANOptions(loss="lsgan", layers=(64, 32)))
+    assert TrainConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    bad_values = [
+        {"epochs": "ten"},
+        {"model": "transformer"},
+        {"surprise": 1},
+        {"options": {"loss": "nope"}},
+        {"options": {"wings": 2}},
+        {"lr": -1},
+    ]
+    for edit in bad_values:
+        data = cfg.to_json()
+        if "options" in edit:
+            data["options"] = {**data["options"], **edit["options"]}
+        else:
+            data.update(edit)
+        with pytest.raises(GanjiError):
+            TrainConfig.from_json(data)
+
+
+def test_write_json_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b.json"
+    write_json_atomic(path, {"x": 1})
+    assert json.loads(path.read_text()) == {"x": 1}

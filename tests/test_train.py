@@ -1,0 +1,204 @@
+"""The training engine: exact resume, learning, stopping rules, and its errors (CPU, 16 px)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_kanji
+from safetensors.torch import load_file
+
+from ganji.errors import GanjiError
+from ganji.runs import find_run
+from ganji.train.loop import train
+
+# Tiny versions of the three models, so that every test runs in seconds on 2 CPU cores.
+TINY = {
+    "vae": {"batch_size": 16, "options": {"latent_dim": 16}},
+    "gan": {"batch_size": 16, "options": {"layers": (32, 16, 16, 8), "latent_dim": 16, "disc_ratio": 2}},
+    "ddpm": {"batch_size": 16, "options": {"base_width": 8, "timesteps": 100}},
+}
+
+
+def tiny(model: str, **extra) -> dict:
+    given = {"dataset": "kanji16", "epochs": 2, "log_every": 1, "sample_every": 1, **TINY[model]}
+    given["options"] = {**TINY[model]["options"], **extra.pop("options", {})}
+    given.update(extra)
+    return given
+
+
+@pytest.fixture
+def data(home: Path) -> Path:
+    make_kanji(home, name="kanji16", size=16, limit=64)
+    return home
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(str(path)).items() if k.startswith(("net.", "ema.", "opt."))}
+
+
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+def test_resume_is_bit_identical(data: Path, model: str) -> None:
+    straight = train(data, model, tiny(model, max_steps=4), run_name="straight", show_progress=False)
+    assert straight.step == 4
+    first = train(data, model, tiny(model, max_steps=2), run_name="split", show_progress=False)
+    assert first.step == 2 and first.reason == "max-steps"
+    second = train(data, model, {"max_steps": 4}, run_name="split", resume=True, show_progress=False)
+    assert second.step == 4
+    a = weights(straight.run.checkpoint_path)
+    b = weights(second.run.checkpoint_path)
+    assert a.keys() == b.keys() and len(a) > 0
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The metrics log of the resumed run has one record per step, none repeated.
+    steps = [json.loads(line)["step"] for line in second.run.metrics_path.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_run_folder_has_config_checkpoint_log_and_grids(data: Path) -> None:
+    result = train(data, "vae", tiny("vae"), run_name="r", show_progress=False)
+    run = result.run
+    config = json.loads(run.config_path.read_text())
+    assert config["config"]["model"] == "vae" and config["parameters"]["vae"] > 0
+    assert run.checkpoint_path.is_file()
+    records = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
+    assert {"step", "epoch", "loss", "lr", "img_per_s", "train_s", "peak_mem_mb"} <= set(records[-1])
+    assert result.reason == "finished" and result.epoch == 2
+    # One grid per epoch (64 images / batch 16 = 4 steps per epoch).
+    assert sorted(p.name for p in run.samples_dir.iterdir()) == ["step-00000004.png", "step-00000008.png"]
+
+
+def test_progress_grids_use_fixed_noise(data: Path) -> None:
+    from PIL import Image
+
+    a = train(data, "gan", tiny("gan", seed=3, max_steps=4, epochs=1), run_name="a", show_progress=False)
+    b = train(data, "gan", tiny("gan", seed=3, max_steps=4, epochs=1), run_name="b", show_progress=False)
+    assert Image.open(a.grids[-1]).tobytes() == Image.open(b.grids[-1]).tobytes()
+
+
+def test_ddpm_learns(data: Path) -> None:
+    given = tiny("ddpm", epochs=100, max_steps=240, log_every=20, sample_every=0, lr=2e-3)
+    given["options"]["base_width"] = 16
+    result = train(data, "ddpm", given, run_name="learn", show_progress=False)
+    losses = [json.loads(line)["loss"] for line in result.run.metrics_path.read_text().splitlines()]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_vae_learns(data: Path) -> None:
+    result = train(data, "vae", tiny("vae", epochs=30, log_every=4, sample_every=0), run_name="learn", show_progress=False)
+    losses = [json.loads(line)["loss"] for line in result.run.metrics_path.read_text().splitlines()]
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_gan_samples_vary_with_the_latent(data: Path) -> None:
+    from ganji.sampling import generate, load_model
+
+    train(data, "gan", tiny("gan", epochs=5, sample_every=0), run_name="g", show_progress=False)
+    loaded = load_model(data, "gan", "g")
+    images = generate(loaded, 16, seed=0).float()
+    assert images.std(dim=0).mean() > 1.0  # not one image repeated
+    assert images.std() > 5.0  # not a constant
+
+
+def test_time_budget_stops_with_a_checkpoint(data: Path) -> None:
+    result = train(data, "vae", tiny("vae", epochs=1000, time_budget=0.0005, sample_every=0), run_name="t", show_progress=False)
+    assert result.reason == "time-budget"
+    assert result.run.checkpoint_path.is_file()
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train(data, "vae", tiny("vae", epochs=3, max_steps=4, sample_every=0), run_name="nan", show_progress=False)
+    run = find_run(data, "vae", "nan")
+    before = run.checkpoint_path.read_bytes()
+    from ganji.recipes.vae import VAERecipe
+
+    def broken(self, x):
+        return {"loss": torch.tensor(float("nan"))}
+
+    monkeypatch.setattr(VAERecipe, "train_step", broken)
+    with pytest.raises(GanjiError, match="not finite"):
+        train(data, "vae", {"max_steps": 8}, run_name="nan", resume=True, show_progress=False)
+    assert run.checkpoint_path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"epochs": 0}, "--epochs"),
+        ({"batch_size": 1000}, "larger than the dataset"),
+        ({"device": "cuda"}, "no CUDA"),
+        ({"options": {"loss": "nope"}}, "--loss"),
+        ({"dataset": "missing"}, "fetch-data"),
+    ],
+)
+def test_bad_options_are_clear_errors(data: Path, given: dict, message: str) -> None:
+    if given.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    model = "gan" if "options" in given else "vae"
+    opts = tiny(model)
+    opts["options"] = {**opts["options"], **given.pop("options", {})}
+    opts.update(given)
+    with pytest.raises(GanjiError, match=message):
+        train(data, model, opts, run_name="bad", show_progress=False)
+
+
+def test_resume_errors(data: Path) -> None:
+    with pytest.raises(GanjiError, match="no trained vae run"):
+        train(data, "vae", {}, resume=True, show_progress=False)
+    train(data, "vae", tiny("vae", max_steps=2), run_name="r", show_progress=False)
+    with pytest.raises(GanjiError, match="cannot change"):
+        train(data, "vae", {"lr": 0.5}, run_name="r", resume=True, show_progress=False)
+    with pytest.raises(GanjiError, match="already at step"):
+        train(data, "vae", {}, run_name="r", resume=True, show_progress=False)
+    with pytest.raises(GanjiError, match="already exists"):
+        train(data, "vae", tiny("vae"), run_name="r", show_progress=False)
+
+
+def _ganji(home: Path, *args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "GANJI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ganji", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_cli_train_and_errors(data: Path) -> None:
+    proc = _ganji(data, "train", "ddpm", "--dataset", "kanji16", "--epochs", "1", "--max-steps", "3", "--batch-size", "8",
+                  "--base-width", "8", "--timesteps", "50", "--run", "cli", "-q")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "cli" in out and "steps" in out
+    assert "--resume" in err  # it says how to continue a run stopped by --max-steps
+    run = find_run(data, "ddpm", "cli")
+    assert run.checkpoint_path.is_file() and any(run.samples_dir.iterdir())
+    for args, text in [
+        (["train", "vae", "--loss", "bce"], "does not apply to the vae"),
+        (["train", "gan", "--epochs", "0"], "--epochs"),
+        (["train", "ddpm", "--run", "nope", "--resume"], "no ddpm run named"),
+        (["train", "gan", "--layers", "a,b"], "--layers"),
+    ]:
+        proc = _ganji(data, *args)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0
+        assert text in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(data: Path) -> None:
+    proc = _ganji(data, "train", "vae", "--dataset", "kanji16", "--epochs", "100000", "--batch-size", "16",
+                  "--latent-dim", "8", "--sample-every", "0", "--log-every", "1", "--run", "int", "-q")
+    metrics = data / "runs" / "vae" / "int" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.stat().st_size > 0):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    assert (data / "runs" / "vae" / "int" / "checkpoint.safetensors").is_file()
