@@ -23,7 +23,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("home")
     make_kanji(home, name="kanji16", size=16, limit=64)
     common = {"dataset": "kanji16", "epochs": 2, "batch_size": 16, "sample_every": 0}
-    train(home, "vae", {**common, "options": {"latent_dim": 16}}, run_name="r", show_progress=False)
+    train(home, "vae", {**common, "options": {"latent_dim": 16, "base_width": 16}}, run_name="r", show_progress=False)
     train(home, "gan", {**common, "options": {"layers": (32, 16, 16, 8), "latent_dim": 16, "disc_ratio": 1}}, run_name="r", show_progress=False)
     train(home, "ddpm", {**common, "options": {"base_width": 8, "timesteps": 40}}, run_name="r", show_progress=False)
     return home

@@ -21,7 +21,7 @@ from ganji.train.loop import train
 
 # Tiny versions of the three models, so that every test runs in seconds on 2 CPU cores.
 TINY = {
-    "vae": {"batch_size": 16, "options": {"latent_dim": 16}},
+    "vae": {"batch_size": 16, "options": {"latent_dim": 16, "base_width": 16}},
     "gan": {"batch_size": 16, "options": {"layers": (32, 16, 16, 8), "latent_dim": 16, "disc_ratio": 2}},
     "ddpm": {"batch_size": 16, "options": {"base_width": 8, "timesteps": 100}},
 }
@@ -190,7 +190,7 @@ def test_cli_train_and_errors(data: Path) -> None:
 
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(data: Path) -> None:
     proc = _ganji(data, "train", "vae", "--dataset", "kanji16", "--epochs", "100000", "--batch-size", "16",
-                  "--latent-dim", "8", "--sample-every", "0", "--log-every", "1", "--run", "int", "-q")
+                  "--latent-dim", "8", "--base-width", "8", "--sample-every", "0", "--log-every", "1", "--run", "int", "-q")
     metrics = data / "runs" / "vae" / "int" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.is_file() and metrics.stat().st_size > 0):

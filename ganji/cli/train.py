@@ -64,7 +64,7 @@ def train_command(
     timesteps: Annotated[int | None, typer.Option(help="Diffusion steps T [default: 1024].", show_default=False, rich_help_panel=DDPM)] = None,
     schedule: Annotated[str | None, typer.Option(help="Noise schedule: cosine or linear [default: cosine].", show_default=False, rich_help_panel=DDPM)] = None,
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="Self-attention after every U-Net block [default: off].", show_default=False, rich_help_panel=DDPM)] = None,
-    base_width: Annotated[int | None, typer.Option(help="U-Net base width [default: 64].", show_default=False, rich_help_panel=DDPM)] = None,
+    base_width: Annotated[int | None, typer.Option(help="Base width of the VAE or the U-Net; widths scale with it [default: 64, the paper's].", show_default=False, rich_help_panel="VAE and DDPM options")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=RUN)] = False,
     home: HomeOption = None,
 ) -> None:
@@ -73,7 +73,7 @@ def train_command(
 
     name = model.value
     per_model = {
-        "vae": {"latent_dim": latent_dim, "arch": arch, "beta": beta},
+        "vae": {"latent_dim": latent_dim, "arch": arch, "beta": beta, "base_width": base_width},
         "gan": {"latent_dim": latent_dim, "arch": arch, "loss": loss, "gp": gp, "disc_ratio": disc_ratio,
                 "layers": _layers(layers), "spectral_norm": spectral_norm},
         "ddpm": {"timesteps": timesteps, "schedule": schedule, "attention": attention, "base_width": base_width},

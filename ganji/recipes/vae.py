@@ -23,7 +23,7 @@ class VAERecipe(Recipe):
 
     def build(self) -> None:
         o: VAEOptions = self.cfg.options
-        self.nets["vae"] = VAE(VAEConfig(latent_dim=o.latent_dim, arch=o.arch, image_size=self.image_size, channels=self.channels))
+        self.nets["vae"] = VAE(VAEConfig(latent_dim=o.latent_dim, arch=o.arch, image_size=self.image_size, channels=self.channels, base_width=o.base_width))
         self._forward = self.maybe_compile(self.nets["vae"])
 
     def make_optimizers(self) -> None:

@@ -21,6 +21,7 @@ class VAEOptions:
     latent_dim: int = 256
     arch: str = "resnet"  # resnet | conv
     beta: float = 1.0
+    base_width: int = 64
 
 
 @dataclass
@@ -107,6 +108,7 @@ class TrainConfig:
             checks += [
                 (o.latent_dim >= 1, "--latent-dim must be at least 1"),
                 (o.arch in ("resnet", "conv"), f"--arch must be resnet or conv for the VAE (got {o.arch!r})"),
+                (o.base_width >= 1, "--base-width must be at least 1"),
             ]
         elif isinstance(o, GANOptions):
             checks += [
