@@ -55,7 +55,7 @@ def sample_command(
 ) -> None:
     """Generate fake kanji from a trained model."""
     from ganji.images import make_grid, save_png, to_pil
-    from ganji.sampling import generate, load_model, model_calls_per_image
+    from ganji.sampling import check_request, generate, load_model, model_calls_per_image
 
     if n < 1:
         raise GanjiError(f"--n must be at least 1 (got {n})")
@@ -68,6 +68,7 @@ def sample_command(
     if out_dir is not None:
         _writable_target(out_dir, "folder")
     loaded = load_model(resolve_home(home), model.value, run, checkpoint, device)
+    steps = check_request(loaded, n, batch_size, sampler, steps)
     calls = model_calls_per_image(loaded, sampler, steps)
     total = (interpolate * -(-n // interpolate) if interpolate > 1 else n) * calls
     progress = Progress(
