@@ -109,3 +109,24 @@ def test_write_json_atomic(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b.json"
     write_json_atomic(path, {"x": 1})
     assert json.loads(path.read_text()) == {"x": 1}
+
+
+def test_optimizer_state_gets_the_parameters_layout_back() -> None:
+    """Resuming a channels_last run (CUDA) needs Adam's moments in the parameters' strides."""
+    from ganji.recipes.base import match_parameter_layout
+
+    conv = torch.nn.Conv2d(2, 4, 3).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(conv.parameters())
+    conv(torch.randn(1, 2, 5, 5)).sum().backward()
+    opt.step()
+    path_state = opt.state_dict()
+    for st in path_state["state"].values():  # what a checkpoint gives back: contiguous tensors
+        for k, v in st.items():
+            st[k] = v.contiguous()
+    fresh = torch.optim.Adam(conv.parameters())
+    fresh.load_state_dict(path_state)
+    match_parameter_layout(fresh)
+    for p in conv.parameters():
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert fresh.state[p][k].stride() == p.stride()
+            assert torch.equal(fresh.state[p][k], opt.state[p][k])

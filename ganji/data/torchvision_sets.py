@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from ganji.errors import GanjiError
 
 SETS = {
-    "mnist": {"channels": 1, "url": "the MNIST files (ossci-datasets / yann.lecun.com mirrors)"},
-    "cifar10": {"channels": 3, "url": "cifar-10-python.tar.gz (www.cs.toronto.edu)"},
+    "mnist": {"channels": 1, "url": "the MNIST files"},
+    "cifar10": {"channels": 3, "url": "cifar-10-python.tar.gz"},
 }
 
 
@@ -28,8 +28,8 @@ def load_torchvision(name: str, root: Path, download: bool = True):
     try:
         return cls(str(root), train=True, download=download)
     except (OSError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise GanjiError(f"could not download {SETS[name]['url']} for {name} into {root}: {first[:160]}") from None
+        first = str(exc).strip().splitlines()[0].rstrip(":") if str(exc).strip() else exc.__class__.__name__
+        raise GanjiError(f"could not download {SETS[name]['url']} for {name} into {root} (no network?): {first[:160]}") from None
 
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:

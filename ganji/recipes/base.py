@@ -16,6 +16,20 @@ from ganji.train.device import Precision
 from ganji.train.ema import EMA
 
 
+def match_parameter_layout(opt: torch.optim.Optimizer) -> None:
+    """Give optimiser state the strides of its parameter (channels_last on CUDA).
+
+    Checkpoints store tensors contiguous; the fused Adam kernel needs each moment laid out like
+    its parameter, or resuming a channels_last run fails.
+    """
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 class Recipe:
     """A model family's networks, optimisers, schedulers, loss and sampling.
 
@@ -129,6 +143,7 @@ class Recipe:
                 opt.load_state_dict(sd)
             except (ValueError, KeyError, RuntimeError) as exc:
                 raise GanjiError(f"checkpoint optimiser state for {name!r} does not fit this model ({exc})") from None
+            match_parameter_layout(opt)
         for name, sched in self.schedulers.items():
             if name in schedulers:
                 sched.load_state_dict(schedulers[name])
