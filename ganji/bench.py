@@ -166,7 +166,7 @@ def bench_train(
         model=model,
         device=device_name(device),
         precision=recipe.precision.name,
-        compiled=recipe.precision.compile,
+        compiled=recipe.compiled,
         batch_size=B,
         image_size=size,
         parameters=sum(recipe.parameter_counts().values()),
@@ -210,32 +210,33 @@ def bench_sample(
     With `extrapolate_after` k (DDPM only), only the first k denoising steps are timed and the total
     is scaled to all steps: each step is the same U-Net call on the same batch.
     """
-    from ganji.sampling import LoadedModel, generate
+    from ganji.sampling import LoadedModel, generate, model_calls_per_image
 
     device = resolve_device(device_name_)
     torch.manual_seed(0)
     recipe = _bench_recipe(model, size, None, device, precision, False, dict(options or {}))
     loaded = LoadedModel(recipe, model, "bench", None, 0, {})  # type: ignore[arg-type]
-    calls = 1
-    if model == "ddpm":
-        calls = recipe.schedule.timesteps if sampler == "ddpm" else (steps or 50)
+    calls = model_calls_per_image(loaded, sampler, steps)
 
-    def run(n: int, on_step: Callable[[int], None] | None = None) -> None:
+    def run(n: int, stop_after: int | None = None) -> int:
+        """Generate n images, stopping after `stop_after` denoising steps; returns the steps run."""
+        counter = _StepCounter(stop_after)
         try:
-            generate(loaded, n, batch_size=batch_size, sampler=sampler, steps=steps, on_step=on_step)
+            generate(loaded, n, batch_size=batch_size, sampler=sampler, steps=steps, on_step=counter if model == "ddpm" else None)
         except _Enough:
             pass
+        return counter.count
 
     # Warm-up: one batch through one network call (kernel selection, allocator).
-    run(batch_size, _raise_after(1) if model == "ddpm" else None)
+    run(batch_size, 1)
     timed_steps = None
     if model == "ddpm" and extrapolate_after:
         synchronize(device)
         start = time.perf_counter()
-        run(batch_size, _raise_after(extrapolate_after))
+        ran = run(batch_size, extrapolate_after)  # fewer when the sampler has fewer steps
         synchronize(device)
-        seconds_per_image = (time.perf_counter() - start) / extrapolate_after * calls / batch_size
-        timed_steps = extrapolate_after
+        seconds_per_image = (time.perf_counter() - start) / ran * calls / batch_size
+        timed_steps = ran if ran < calls else None
     else:
         done, seconds = _timed(lambda: run(batch_size), device, 1, max_seconds)
         seconds_per_image = seconds / (done * batch_size)
@@ -256,16 +257,17 @@ class _Enough(Exception):
     """Raised from a sampler's step callback to stop it after the steps being timed."""
 
 
-def _raise_after(k: int) -> Callable[[int], None]:
-    count = 0
+class _StepCounter:
+    """A sampler's on_step callback that counts steps and stops the sampler after `limit`."""
 
-    def on_step(_: int) -> None:
-        nonlocal count
-        count += 1
-        if count >= k:
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def __call__(self, _: int) -> None:
+        self.count += 1
+        if self.limit is not None and self.count >= self.limit:
             raise _Enough
-
-    return on_step
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Recipe:
     model_name: ClassVar[str]
     data_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
     ema_nets: ClassVar[tuple[str, ...]] = ()
+    compiles: ClassVar[bool] = True  # whether torch.compile applies to this model (see GANRecipe)
 
     def __init__(self, cfg: TrainConfig, image_size: int, channels: int, total_steps: int, precision: Precision) -> None:
         if image_size % 16 != 0 or image_size < 16:
@@ -90,7 +91,12 @@ class Recipe:
 
     def maybe_compile(self, net: nn.Module) -> Callable:
         """`torch.compile(net)` when the precision policy says so (CUDA), else the module itself."""
-        return torch.compile(net) if self.precision.compile else net
+        return torch.compile(net) if self.compiled else net
+
+    @property
+    def compiled(self) -> bool:
+        """Whether this run's networks go through torch.compile (CUDA, --compile, and the model allows it)."""
+        return self.precision.compile and self.compiles
 
     @contextlib.contextmanager
     def sampling_net(self, name: str, use_ema: bool = True) -> Iterator[nn.Module]:

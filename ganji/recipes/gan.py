@@ -63,6 +63,7 @@ def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor) -> torch.Tens
 class GANRecipe(Recipe):
     model_name = "gan"
     ema_nets = ("generator",)
+    compiles = False
 
     def build(self) -> None:
         o: GANOptions = self.cfg.options
