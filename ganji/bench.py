@@ -44,7 +44,7 @@ def device_name(device: torch.device) -> str:
     import os
     import platform
 
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} threads, torch {torch.get_num_threads()})"
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 @dataclass

@@ -202,3 +202,17 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(data: Path) -> None:
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
     assert (data / "runs" / "vae" / "int" / "checkpoint.safetensors").is_file()
+
+
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+def test_colour_images_train_and_sample(home: Path, model: str) -> None:
+    """Three channels (CIFAR-10) work end to end, not only in the networks."""
+    from ganji.data.store import dataset_path, save_dataset
+    from ganji.sampling import generate, load_model
+
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    save_dataset(dataset_path(home, "rgb16"), images, {"source": "test"})
+    result = train(home, model, tiny(model, dataset="rgb16", max_steps=2, sample_every=1), run_name="rgb", show_progress=False)
+    assert result.step == 2 and result.grids
+    out = generate(load_model(home, model, "rgb"), 4, sampler="ddim", steps=3)
+    assert out.shape == (4, 3, 16, 16)

@@ -66,7 +66,6 @@ class TrainConfig:
     ema_decay: float = -1.0  # <0: the model's default (0 disables)
     sample_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs
-    eval_every: int = 0  # epochs; 0: off
     log_every: int = 50  # steps between host syncs (progress, metrics log)
     max_steps: int = 0  # total steps of the run; 0: no limit
     time_budget: float = 0.0  # minutes; 0: no limit
@@ -95,7 +94,6 @@ class TrainConfig:
             (0.0 <= self.ema_decay < 1.0, f"--ema-decay must be in [0, 1) (got {self.ema_decay})"),
             (self.sample_every >= 0, "--sample-every must be >= 0"),
             (self.checkpoint_every >= 1, "--checkpoint-every must be >= 1"),
-            (self.eval_every >= 0, "--eval-every must be >= 0"),
             (self.log_every >= 1, "--log-every must be >= 1"),
             (self.max_steps >= 0, f"--max-steps must be >= 0 (got {self.max_steps})"),
             (self.time_budget >= 0, f"--time-budget must be >= 0 (got {self.time_budget})"),

@@ -352,7 +352,7 @@ def summary_table(result: TrainResult) -> Table:
 # Options that may change when a run is resumed; the rest define the run (changing the epochs would
 # change the learning-rate schedule planned at the start, so it makes a new run instead).
 RESUME_OVERRIDES = frozenset(
-    {"max_steps", "time_budget", "device", "precision", "compile", "sample_every", "checkpoint_every", "eval_every", "log_every"}
+    {"max_steps", "time_budget", "device", "precision", "compile", "sample_every", "checkpoint_every", "log_every"}
 )
 
 
