@@ -205,7 +205,7 @@ def ensure_dataset(home: Path, name: str) -> None:
     if is_prepared(home, name):
         return
     if name == DEFAULT_NAME:
-        err_console.print(f"dataset [bold]{name}[/] is not prepared yet: preparing it first (about half a minute)")
+        err_console.print(f"dataset [bold]{name}[/] is not prepared yet: preparing it first (a few seconds)")
         prepare_kanji(home, name)
         return
     raise GanjiError(f"dataset {name!r} is not prepared: run `ganji fetch-data ... --name {name}` first")

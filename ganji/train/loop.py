@@ -110,6 +110,7 @@ class TrainLoop:
         self.step = 0
         self.train_seconds = 0.0
         self.metrics = MetricsLog(run.metrics_path)
+        self._bar: Progress | None = None
         if resume:
             self._restore()
         else:
@@ -178,8 +179,15 @@ class TrainLoop:
         save_checkpoint(self.run.checkpoint_path, CheckpointData(nets=nets, emas=emas, optimizers=optimizers, rng=rng, meta=meta))
 
     def save_grid(self) -> Path:
-        extra = PREVIEW_SAMPLER if self.cfg.model == "ddpm" else {}
+        extra: dict[str, Any] = dict(PREVIEW_SAMPLER) if self.cfg.model == "ddpm" else {}
+        bar, task = self._bar, None
+        if bar is not None and extra:
+            # A grid costs minutes on a CPU for the full U-Net: show it advancing.
+            task = bar.add_task("sample grid", total=extra["steps"], stats="")
+            extra["on_step"] = lambda _: bar.advance(task)
         images = self.recipe.generate(self.fixed_noise, **extra)
+        if task is not None:
+            bar.remove_task(task)
         low, high = self.recipe.data_range
         path = self.run.samples_dir / f"step-{self.step:08d}.png"
         save_png(path, make_grid(to_uint8(images, low, high)))
@@ -225,6 +233,7 @@ class TrainLoop:
             since = time.perf_counter()
 
         with _stop_on_signals() as stop_requested, self._progress() as progress:
+            self._bar = progress
             task = progress.add_task(self._describe(), total=self.stop_step, completed=self.step, stats="")
             try:
                 while self.step < self.stop_step:
