@@ -1,9 +1,30 @@
 """Diffusion math: noise schedules, the forward process, and the DDPM and DDIM samplers.
 
-Notation follows Ho et al. 2020 ("Denoising Diffusion Probabilistic Models"):
-  β_t  noise added at step t              α_t = 1 - β_t            ᾱ_t = Π_{s≤t} α_s
-  x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε            (eq. 4, the forward process in closed form)
-Timesteps are 0-based here: t = 0 is the first noising step, t = T-1 the last.
+References (equation numbers below are these papers'):
+  [DDPM]  Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models", arXiv:2006.11239
+  [IDDPM] Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", arXiv:2102.09672
+  [DDIM]  Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", arXiv:2010.02502
+
+Notation [DDPM]:
+  β_t    variance of the noise added at step t       α_t = 1 - β_t       ᾱ_t = Π_{s≤t} α_s
+  q(x_t | x_0)          = N(√ᾱ_t x_0, (1-ᾱ_t) I)                                  (eq. 4)
+  q(x_{t-1} | x_t, x_0) = N(μ̃_t(x_t, x_0), β̃_t I)                                 (eqs. 6-7)
+  ε_θ(x_t, t)           the network's noise prediction
+  x̂_0                   = (x_t - √(1-ᾱ_t) ε_θ) / √ᾱ_t   (eq. 4 solved for x_0; cf. eq. 15)
+Timesteps are 0-based: index t = 0 is the papers' t = 1 (least noise), t = T-1 their t = T.
+
+Sampling choices, shared by both samplers so that they agree with each other:
+  * x̂_0 is clipped to the data range [-1, 1] at every step, as Ho et al.'s released sampler
+    (`clip_denoised=True`) and improved-diffusion do. The last step returns x̂_0 itself, so samples
+    come back inside [-1, 1]; no separate final clamp is applied here.
+  * DDPM's reverse variance is σ_t² = β̃_t, the true posterior variance (eq. 7). [DDPM] §3.2 found
+    β_t and β̃_t give similar results; they differ only in the last few steps (β̃_t/β_t = (1-ᾱ_{t-1})
+    / (1-ᾱ_t) ≈ 1 elsewhere). The original GANji code used σ_t² = β_t with the unclipped eq. 11
+    update; β̃_t is chosen here because it makes DDPM exactly DDIM with η = 1 over all T steps
+    (the DDIM σ of eq. 16 with η = 1 is β̃_t), which the tests check.
+  * The schedule is computed in float64 and stored in float32; the samplers do their arithmetic in
+    float32 on the images (the model's output is cast to float32, e.g. when it runs under bf16
+    autocast) and in Python floats (float64) for the per-step scalars.
 """
 
 from __future__ import annotations
@@ -15,45 +36,67 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-ModelFn = Callable[[Tensor, Tensor], Tensor]  # (x_t, t) -> predicted noise ε_θ(x_t, t)
+__all__ = [
+    "DEFAULT_DDIM_STEPS",
+    "ModelFn",
+    "NoiseSchedule",
+    "ddim_sample",
+    "ddim_timesteps",
+    "ddpm_sample",
+    "q_sample",
+    "sampling_steps",
+]
+
+ModelFn = Callable[[Tensor, Tensor], Tensor]  # (x_t, t LongTensor (N,)) -> predicted noise ε_θ(x_t, t)
+
+DEFAULT_DDIM_STEPS = 50
+COSINE_S = 0.008  # [IDDPM] §3.2: offset s so that β_t is not too small near t = 0
+MAX_BETA = 0.999  # [IDDPM] §3.2: β_t clipped to at most 0.999 to avoid singularities near t = T
+LINEAR_BETA_START, LINEAR_BETA_END = 1e-4, 0.02  # [DDPM] §4: β_1 = 1e-4 .. β_T = 0.02
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: compare by identity (tensor fields have no bool ==)
 class NoiseSchedule:
-    """The schedule's named tensors (length T), computed in float64 and stored in float32."""
+    """The schedule's named tensors, each of length T, computed in float64 and stored in float32."""
 
     betas: Tensor  # β_t
     alphas: Tensor  # α_t = 1 - β_t
-    alphas_cumprod: Tensor  # ᾱ_t
+    alphas_cumprod: Tensor  # ᾱ_t = Π_{s≤t} α_s
     alphas_cumprod_prev: Tensor  # ᾱ_{t-1}, with ᾱ_{-1} = 1
     sqrt_alphas_cumprod: Tensor  # √ᾱ_t
     sqrt_one_minus_alphas_cumprod: Tensor  # √(1-ᾱ_t)
-    posterior_variance: Tensor  # β̃_t = (1-ᾱ_{t-1}) / (1-ᾱ_t) · β_t   (eq. 7)
+    posterior_variance: Tensor  # β̃_t = (1-ᾱ_{t-1}) / (1-ᾱ_t) · β_t                     (eq. 7)
+    posterior_mean_coef_x0: Tensor  # √ᾱ_{t-1} β_t / (1-ᾱ_t)        μ̃_t's weight on x_0 (eq. 7)
+    posterior_mean_coef_xt: Tensor  # √α_t (1-ᾱ_{t-1}) / (1-ᾱ_t)     μ̃_t's weight on x_t (eq. 7)
 
     @property
     def timesteps(self) -> int:
+        """T, the number of diffusion steps."""
         return int(self.betas.shape[0])
 
     @classmethod
     def make(cls, name: str = "cosine", timesteps: int = 1024) -> NoiseSchedule:
-        """`cosine` (Nichol & Dhariwal 2021, eq. 17: s = 0.008, β clamped at 0.999) or `linear`
-        (Ho et al. 2020: β from 1e-4 to 0.02), over `timesteps` steps."""
+        """Build the `cosine` or `linear` schedule over T = `timesteps` steps.
+
+        cosine ([IDDPM] eq. 17): ᾱ(t) = f(t) / f(0), f(t) = cos²((t/T + s) / (1 + s) · π/2), s = 0.008,
+            β_t = 1 - ᾱ(t+1) / ᾱ(t) clipped to at most 0.999, and ᾱ_t recomputed from the clipped β_t.
+        linear ([DDPM] §4): β_t evenly spaced from 1e-4 to 0.02, whatever T is (as in the GANji
+            study; [IDDPM] would rescale the endpoints by 1000/T).
+        """
         if timesteps < 2:
             raise ValueError(f"timesteps must be at least 2 (got {timesteps})")
         if name == "linear":
-            betas = torch.linspace(1e-4, 0.02, timesteps, dtype=torch.float64)
+            betas = torch.linspace(LINEAR_BETA_START, LINEAR_BETA_END, timesteps, dtype=torch.float64)
         elif name == "cosine":
-            s = 0.008
-            steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
-            f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2  # ᾱ(t) = f(t) / f(0)
+            t_over_T = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+            f = torch.cos((t_over_T + COSINE_S) / (1 + COSINE_S) * math.pi / 2) ** 2
             abar = f / f[0]
-            betas = (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
+            betas = (1 - abar[1:] / abar[:-1]).clamp(max=MAX_BETA)
         else:
-            raise ValueError(f"unknown schedule {name!r}: use cosine or linear")
+            raise ValueError(f"unknown noise schedule {name!r}: use 'cosine' or 'linear'")
         alphas = 1 - betas
         abar = torch.cumprod(alphas, dim=0)
         abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-        posterior = betas * (1 - abar_prev) / (1 - abar)
         tensors = dict(
             betas=betas,
             alphas=alphas,
@@ -61,32 +104,43 @@ class NoiseSchedule:
             alphas_cumprod_prev=abar_prev,
             sqrt_alphas_cumprod=abar.sqrt(),
             sqrt_one_minus_alphas_cumprod=(1 - abar).sqrt(),
-            posterior_variance=posterior,
+            posterior_variance=betas * (1 - abar_prev) / (1 - abar),
+            posterior_mean_coef_x0=abar_prev.sqrt() * betas / (1 - abar),
+            posterior_mean_coef_xt=alphas.sqrt() * (1 - abar_prev) / (1 - abar),
         )
-        return cls(**{k: v.float() for k, v in tensors.items()})
+        return cls(**{key: value.float() for key, value in tensors.items()})
 
     def to(self, device: torch.device | str) -> NoiseSchedule:
+        """The same schedule with every tensor on `device`."""
         return NoiseSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 def _at(values: Tensor, t: Tensor) -> Tensor:
-    """values[t] shaped (N, 1, 1, 1) to broadcast over images (a gather: no host sync)."""
-    return values.gather(0, t).reshape(-1, 1, 1, 1)
+    """values[t] reshaped to (N, 1, 1, 1) to broadcast over images (a gather: no host sync)."""
+    return values.gather(0, t.long()).reshape(-1, 1, 1, 1)
 
 
 def q_sample(schedule: NoiseSchedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-    """x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε   (Ho et al. 2020, eq. 4)."""
+    """x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε   ([DDPM] eq. 4), for a batch x0 (N, C, H, W) and t (N,).
+
+    The schedule must be on t's device (`NoiseSchedule.to`); traceable by torch.compile.
+    """
     return _at(schedule.sqrt_alphas_cumprod, t) * x0 + _at(schedule.sqrt_one_minus_alphas_cumprod, t) * noise
 
 
-def _predict_x0(schedule: NoiseSchedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    """x̂_0 = (x_t - √(1-ᾱ_t) ε̂) / √ᾱ_t, clipped to the data range [-1, 1].
+def _predict_x0(x_t: Tensor, eps: Tensor, sqrt_abar: float, sqrt_one_minus_abar: float) -> Tensor:
+    """x̂_0 = (x_t - √(1-ᾱ_t) ε̂) / √ᾱ_t   ([DDPM] eq. 4 solved for x_0), clipped to [-1, 1]."""
+    return ((x_t - sqrt_one_minus_abar * eps) / sqrt_abar).clamp(-1.0, 1.0)
 
-    Clipping x̂_0 keeps both samplers inside the data range at every step (as improved-diffusion's
-    `clip_denoised` does); the final images are clamped again when quantised.
-    """
-    x0 = (x_t - _at(schedule.sqrt_one_minus_alphas_cumprod, t) * eps) / _at(schedule.sqrt_alphas_cumprod, t)
-    return x0.clamp(-1.0, 1.0)
+
+def _eps(model: ModelFn, x: Tensor, t: int) -> Tensor:
+    """ε_θ(x_t, t) in float32, with t given to the model as a LongTensor (N,) on x's device."""
+    return model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)).float()
+
+
+def _normal(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """z ~ N(0, I) shaped like x, drawn from `generator` (which must live on x's device)."""
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 @torch.no_grad()
@@ -97,36 +151,39 @@ def ddpm_sample(
     generator: torch.Generator | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> Tensor:
-    """Ancestral sampling over all T steps (Ho et al. 2020, Algorithm 2).
+    """Ancestral sampling over all T steps ([DDPM] Algorithm 2), from x_T ~ N(0, I) to x_0.
 
-    Each step draws x_{t-1} ~ N(μ̃_t(x_t, x̂_0), β̃_t I), the true posterior q(x_{t-1} | x_t, x_0) with
-    x̂_0 from the predicted noise (eqs. 6-7); σ_t² = β̃_t is the choice of Ho et al. for x_0 fixed
-    to one point and gives cleaner samples at the last steps than σ_t² = β_t.
+    For t = T-1 .. 0: x̂_0 from ε_θ(x_t, t) (clipped to [-1, 1]), then
+        x_{t-1} = μ̃_t(x_t, x̂_0) + σ_t z,   z ~ N(0, I),  σ_t² = β̃_t,
+    μ̃_t = √ᾱ_{t-1} β_t / (1-ᾱ_t) · x̂_0 + √α_t (1-ᾱ_{t-1}) / (1-ᾱ_t) · x_t   (eq. 7). With the
+    unclipped x̂_0 this μ̃_t equals eq. 11's 1/√α_t (x_t - β_t/√(1-ᾱ_t) ε_θ). No noise is added at
+    the last step, where μ̃_0 = x̂_0: the result is the final x_0 prediction, in [-1, 1].
+
+    The z come from `generator`, so a seeded generator reproduces a run. The model runs under
+    torch.no_grad(); on_step(i) is called after step i = 0 .. T-1.
     """
+    sqrt_abar = schedule.sqrt_alphas_cumprod.tolist()
+    sqrt_one_minus_abar = schedule.sqrt_one_minus_alphas_cumprod.tolist()
+    coef_x0 = schedule.posterior_mean_coef_x0.tolist()
+    coef_xt = schedule.posterior_mean_coef_xt.tolist()
+    sigma = schedule.posterior_variance.sqrt().tolist()  # σ_t = √β̃_t
     x = x_T.float()
-    n = x.shape[0]
-    s = schedule
-    for i, step in enumerate(range(s.timesteps - 1, -1, -1)):
-        t = torch.full((n,), step, device=x.device, dtype=torch.long)
-        eps = model(x, t).float()
-        x0 = _predict_x0(s, x, t, eps)
-        # μ̃_t = √ᾱ_{t-1} β_t / (1-ᾱ_t) · x_0 + √α_t (1-ᾱ_{t-1}) / (1-ᾱ_t) · x_t   (eq. 7)
-        abar, abar_prev = s.alphas_cumprod[step], s.alphas_cumprod_prev[step]
-        coef0 = abar_prev.sqrt() * s.betas[step] / (1 - abar)
-        coeft = s.alphas[step].sqrt() * (1 - abar_prev) / (1 - abar)
-        mean = coef0 * x0 + coeft * x
-        if step > 0:
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = mean + s.posterior_variance[step].sqrt() * z
-        else:
-            x = mean
+    for i, t in enumerate(reversed(range(schedule.timesteps))):
+        eps = _eps(model, x, t)
+        x0 = _predict_x0(x, eps, sqrt_abar[t], sqrt_one_minus_abar[t])
+        mean = coef_x0[t] * x0 + coef_xt[t] * x  # μ̃_t(x_t, x̂_0)   (eq. 7)
+        x = mean + sigma[t] * _normal(x, generator) if t > 0 else mean
         if on_step is not None:
             on_step(i)
     return x
 
 
 def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
-    """`steps` evenly spaced timesteps from T-1 down to 0 (both included when steps ≥ 2)."""
+    """The DDIM subsequence τ: `steps` timesteps evenly spaced from T-1 down to 0, both included.
+
+    τ_i = round((T-1) · (S-1-i) / (S-1)) for i = 0 .. S-1 (strictly decreasing since S ≤ T); S = 1
+    gives [T-1]; S = T gives every timestep. ValueError unless 1 ≤ steps ≤ T.
+    """
     if not 1 <= steps <= timesteps:
         raise ValueError(f"DDIM steps must be between 1 and {timesteps} (got {steps})")
     if steps == 1:
@@ -139,41 +196,56 @@ def ddim_sample(
     model: ModelFn,
     schedule: NoiseSchedule,
     x_T: Tensor,
-    steps: int = 50,
+    steps: int = DEFAULT_DDIM_STEPS,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> Tensor:
-    """DDIM (Song et al. 2021, eq. 12) on `steps` evenly spaced timesteps; deterministic when eta = 0.
+    """DDIM sampling ([DDIM] eq. 12) over the subsequence `ddim_timesteps(T, steps)`.
 
-    x_{t'} = √ᾱ_{t'} x̂_0 + √(1-ᾱ_{t'} - σ²) ε̂ + σ z,  σ = η √((1-ᾱ_{t'})/(1-ᾱ_t)) √(1-ᾱ_t/ᾱ_{t'})
-    where t' is the next (smaller) timestep of the subsequence, and ᾱ_{t'} = 1 after the last one.
+    For each t in the subsequence, with t' the next (smaller) one and ᾱ_{t'} = 1 after the last:
+        x̂_0 from ε_θ(x_t, t), clipped to [-1, 1];  ε̂ = (x_t - √ᾱ_t x̂_0) / √(1-ᾱ_t)
+        σ   = η √((1-ᾱ_{t'}) / (1-ᾱ_t)) √(1 - ᾱ_t/ᾱ_{t'})                         (eq. 16)
+        x_{t'} = √ᾱ_{t'} x̂_0 + √(1-ᾱ_{t'} - σ²) ε̂ + σ z,   z ~ N(0, I)             (eq. 12)
+    ε̂ is recomputed from the clipped x̂_0 so that the update stays consistent with it (it equals
+    ε_θ when nothing was clipped). eta = 0 is deterministic (no z is drawn); eta = 1 over all T
+    steps is exactly `ddpm_sample`. The last step returns x̂_0, in [-1, 1].
+
+    ValueError unless 1 ≤ steps ≤ T and eta ≥ 0. The z come from `generator`; the model runs under
+    torch.no_grad(); on_step(i) is called after step i = 0 .. steps-1.
     """
+    if eta < 0:
+        raise ValueError(f"DDIM eta must be at least 0 (got {eta})")
+    seq = ddim_timesteps(schedule.timesteps, steps)
+    sqrt_abar = schedule.sqrt_alphas_cumprod.tolist()
+    sqrt_one_minus_abar = schedule.sqrt_one_minus_alphas_cumprod.tolist()
     x = x_T.float()
-    n = x.shape[0]
-    s = schedule
-    seq = ddim_timesteps(s.timesteps, steps)
-    for i, step in enumerate(seq):
-        t = torch.full((n,), step, device=x.device, dtype=torch.long)
-        eps = model(x, t).float()
-        x0 = _predict_x0(s, x, t, eps)
-        abar = s.alphas_cumprod[step]
-        abar_next = s.alphas_cumprod[seq[i + 1]] if i + 1 < len(seq) else torch.ones((), device=x.device)
-        # ε re-derived from the clipped x̂_0 keeps the update consistent with it.
-        eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
-        sigma = eta * ((1 - abar_next) / (1 - abar) * (1 - abar / abar_next)).clamp(min=0).sqrt()
-        x = abar_next.sqrt() * x0 + (1 - abar_next - sigma**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and i + 1 < len(seq):
-            x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    for i, t in enumerate(seq):
+        last = i + 1 == len(seq)
+        eps = _eps(model, x, t)
+        x0 = _predict_x0(x, eps, sqrt_abar[t], sqrt_one_minus_abar[t])
+        eps = (x - sqrt_abar[t] * x0) / sqrt_one_minus_abar[t]
+        if last:
+            x = x0  # ᾱ_{t'} = 1: x_{t'} = x̂_0, σ = 0
+        else:
+            t_next = seq[i + 1]
+            one_minus_abar, one_minus_abar_next = sqrt_one_minus_abar[t] ** 2, sqrt_one_minus_abar[t_next] ** 2
+            # 1 - ᾱ_t/ᾱ_{t'} = ((1-ᾱ_t) - (1-ᾱ_{t'})) / ᾱ_{t'}: precise even when ᾱ_t ≈ ᾱ_{t'} ≈ 1
+            one_minus_ratio = (one_minus_abar - one_minus_abar_next) / sqrt_abar[t_next] ** 2
+            sigma = eta * math.sqrt(one_minus_abar_next / one_minus_abar * max(one_minus_ratio, 0.0))
+            direction = math.sqrt(max(one_minus_abar_next - sigma**2, 0.0))  # √(1-ᾱ_{t'} - σ²)
+            x = sqrt_abar[t_next] * x0 + direction * eps
+            if eta > 0:
+                x = x + sigma * _normal(x, generator)
         if on_step is not None:
             on_step(i)
     return x
 
 
 def sampling_steps(sampler: str, steps: int | None, schedule: NoiseSchedule) -> int:
-    """Network evaluations a sampler makes per image."""
+    """How many model calls a sampler makes per batch: ddpm → T; ddim → `steps` (default 50)."""
     if sampler == "ddpm":
         return schedule.timesteps
     if sampler == "ddim":
-        return steps or 50
-    raise ValueError(f"unknown sampler {sampler!r}")
+        return DEFAULT_DDIM_STEPS if steps is None else steps
+    raise ValueError(f"unknown sampler {sampler!r}: use 'ddpm' or 'ddim'")

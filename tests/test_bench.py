@@ -35,4 +35,5 @@ def test_bench_sample_scales_only_what_it_did_not_run() -> None:
     assert full.model_calls == 40 and full.extrapolated_from_steps == 3
     ddim = bench_sample("ddpm", "ddim", 5, "cpu", size=16, batch_size=2, options=opts, extrapolate_after=30)
     assert ddim.model_calls == 5 and ddim.extrapolated_from_steps is None  # the whole sampler ran
-    assert full.seconds_per_1000 > ddim.seconds_per_1000 > 0
+    # Speeds themselves are `ganji bench`'s to print, not a test's to compare: only their sanity here.
+    assert full.seconds_per_1000 > 0 and ddim.seconds_per_1000 > 0

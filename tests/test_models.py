@@ -75,10 +75,72 @@ def test_timestep_embedding_is_sinusoidal() -> None:
 
 
 @pytest.mark.parametrize("make", [lambda: VAEConfig(image_size=40), lambda: GANConfig(image_size=24), lambda: UNetConfig(image_size=8),
-                                  lambda: UNetConfig(channels=2), lambda: GANConfig(arch="transformer")])
+                                  lambda: UNetConfig(channels=2), lambda: GANConfig(arch="transformer"), lambda: UNetConfig(time_dim=255)])
 def test_bad_configs_are_value_errors(make) -> None:
     with pytest.raises(ValueError):
         make()
+
+
+@pytest.mark.parametrize("make", [lambda: VAEConfig(image_size=40), lambda: GANConfig(image_size=24), lambda: UNetConfig(image_size=72)])
+def test_bad_sizes_say_why(make) -> None:
+    with pytest.raises(ValueError, match="multiple of 16"):
+        make()
+
+
+def test_gan_layers_option_sets_the_starting_size() -> None:
+    # As in the original, the generator starts at size / 2^len(layers): three widths start at 8px.
+    cfg = GANConfig(latent_dim=8, layers=(32, 16, 8), image_size=32)
+    g, d = Generator(cfg), Discriminator(cfg)
+    assert g.input.out_features == 32 * 4 * 4
+    assert d(g(torch.randn(2, 8))).shape == (2,)
+
+
+def test_gan_initialisation_follows_the_original() -> None:
+    # Xavier-uniform on Conv2d and Linear only: transposed convolutions keep PyTorch's default.
+    g = Generator(GANConfig())
+    bound = (6 / (128 + 512 * 16)) ** 0.5
+    assert g.input.weight.abs().max() <= bound
+    assert g.input.weight.abs().max() > 0.9 * bound
+    dc = Generator(GANConfig(arch="dcgan"))
+    weights = torch.cat([m.weight.flatten() for m in dc.modules() if isinstance(m, torch.nn.ConvTranspose2d)])
+    assert abs(weights.std().item() - 0.02) < 0.002  # Radford et al. 2016: N(0, 0.02)
+
+
+@pytest.mark.parametrize("arch", ["resnet", "dcgan"])
+def test_spectral_norm_wraps_every_discriminator_weight(arch: str) -> None:
+    plain = Discriminator(GANConfig(arch=arch, layers=(32, 16, 16, 8), image_size=16))
+    sn = Discriminator(GANConfig(arch=arch, layers=(32, 16, 16, 8), image_size=16, spectral_norm=True))
+    layers = [m for m in sn.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert layers and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    assert count(sn) == count(plain)  # the power-iteration vectors are buffers, not parameters
+
+
+def test_self_attention_matches_the_original_multihead_layout() -> None:
+    # The study used nn.MultiheadAttention between a 1x1 qkv conv and a 1x1 output conv; ours calls
+    # scaled_dot_product_attention on the same parameters and must give the same result.
+    from ganji.models.unet import SelfAttention
+
+    torch.manual_seed(0)
+    attn = SelfAttention(16).eval()
+    mha = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(attn.in_proj.weight)
+        mha.in_proj_bias.copy_(attn.in_proj.bias)
+        mha.out_proj.weight.copy_(attn.out_proj.weight)
+        mha.out_proj.bias.copy_(attn.out_proj.bias)
+        x = torch.randn(2, 16, 4, 4)
+        q, k, v = (a.flatten(2).transpose(1, 2) for a in attn.qkv(attn.norm(x)).chunk(3, dim=1))
+        ref = x + attn.out(mha(q, k, v)[0].transpose(1, 2).reshape(2, 16, 4, 4))
+        assert torch.allclose(attn(x), ref, atol=1e-5)
+
+
+def test_timestep_embedding_matches_the_formula() -> None:
+    t = torch.tensor([1, 17, 1023])
+    dim = 16
+    i = torch.arange(0, dim, 2).float()
+    angles = t.float()[:, None] / 10000 ** (i / dim)
+    expected = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # sin at even, cos at odd
+    assert torch.allclose(timestep_embedding(t, dim), expected, atol=1e-4)
 
 
 def test_models_work_channels_last() -> None:
@@ -87,3 +149,8 @@ def test_models_work_channels_last() -> None:
     assert net(x, torch.tensor([1, 2])).shape == x.shape
     vae = VAE(VAEConfig(image_size=16, base_width=8, latent_dim=4)).to(memory_format=torch.channels_last)
     assert vae(x)[0].shape == x.shape
+    cfg = GANConfig(latent_dim=8, layers=(32, 16, 16, 8), image_size=16)
+    d = Discriminator(cfg).to(memory_format=torch.channels_last)
+    assert d(x).shape == (2,)
+    g = Generator(cfg).to(memory_format=torch.channels_last)
+    assert g(torch.randn(2, 8)).shape == x.shape

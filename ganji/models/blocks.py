@@ -87,6 +87,17 @@ def xavier_init(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight, 1.0)
 
 
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation (Radford et al. 2016, section 4): convolution weights from N(0, 0.02);
+    BatchNorm scales from N(1, 0.02) and shifts zero, as in the reference PyTorch DCGAN example."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
 def spectral_normalise(module: nn.Module) -> None:
     """Wrap every Conv2d and Linear weight in spectral normalisation (Miyato et al. 2018)."""
     for name, child in list(module.named_children()):

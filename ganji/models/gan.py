@@ -7,7 +7,8 @@ down-blocks without normalisation, widths layers[-2::-1] (128, 256, 512 by defau
 block from the image, a stride-2 block at the first width, stride-2 blocks through the rest, and
 Linear(width x size/8 x size/8 -> 1). Xavier-uniform init on Conv2d and Linear, as the original.
 `dcgan`: the standard DCGAN (Radford et al. 2016) with 4x4 kernels, BatchNorm, ReLU/Tanh in G and
-LeakyReLU 0.2 in D, widths `layers` in G and reversed in D.
+LeakyReLU 0.2 in D, widths `layers` in G and reversed in D, N(0, 0.02) initialisation.
+`spectral_norm` wraps the discriminator's Conv2d and Linear layers (Miyato et al. 2018).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from ganji.models.blocks import ResidualBlock, check_image_size, spectral_normalise, xavier_init
+from ganji.models.blocks import ResidualBlock, check_image_size, dcgan_init, spectral_normalise, xavier_init
 
 
 @dataclass
@@ -50,6 +51,8 @@ def _disc_block(cin: int, cout: int, stride: int = 2) -> ResidualBlock:
 
 
 class Generator(nn.Module):
+    """z (N, latent_dim) -> images in [-1, 1] (N, C, H, W): the study's ResNet generator or DCGAN's."""
+
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -71,6 +74,7 @@ class Generator(nn.Module):
                 layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
             layers += [nn.ConvTranspose2d(L[-1], cfg.channels, 4, 2, 1, bias=False), nn.Tanh()]
             self.body = nn.Sequential(*layers)
+            dcgan_init(self)
         self._width = L[0] if cfg.arch == "resnet" else cfg.latent_dim
 
     def forward(self, z: Tensor) -> Tensor:
@@ -79,6 +83,8 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """Images (N, C, H, W) -> one real/fake logit each, shape (N,); no sigmoid, the loss applies it."""
+
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -97,7 +103,8 @@ class Discriminator(nn.Module):
             k = cfg.image_size // 2 ** len(D)
             layers += [nn.Conv2d(D[-1], 1, k, 1, 0, bias=False), nn.Flatten()]
             self.body = nn.Sequential(*layers)
-        if cfg.spectral_norm:
+            dcgan_init(self)
+        if cfg.spectral_norm:  # after initialisation: the power iteration starts from these weights
             spectral_normalise(self)
 
     def forward(self, x: Tensor) -> Tensor:

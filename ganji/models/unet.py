@@ -34,6 +34,8 @@ class UNetConfig:
         step = 8 if self.attention else 4
         if self.base_width < step or self.base_width % step:
             raise ValueError(f"base_width must be a positive multiple of {step} (got {self.base_width})")
+        if self.time_dim < 2 or self.time_dim % 2:
+            raise ValueError(f"time_dim must be a positive even number: sin/cos pairs (got {self.time_dim})")
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -90,6 +92,8 @@ class SelfAttention(nn.Module):
 
 
 class UNet(nn.Module):
+    """ε_θ(x_t, t) of Ho et al. 2020 (section 3.2, eq. 11) with the study's three-level layout."""
+
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -84,6 +84,9 @@ def _conv_decoder(c: VAEConfig) -> tuple[nn.Module, int, int]:
 
 
 class VAE(nn.Module):
+    """Gaussian encoder q(z|x) = N(μ, σ²) and Bernoulli decoder p(x|z) given as logits
+    (Kingma & Welling 2014, section 2.4 and appendix C); the study trains it on images in [0, 1]."""
+
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         self.cfg = cfg

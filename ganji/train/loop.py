@@ -404,6 +404,13 @@ def train(
         ensure_dataset(home, cfg.dataset)
         run = create_run(home, model, run_name)
     dataset = load_dataset(home, cfg.dataset)
+    if resume:
+        started_on = (saved.get("dataset") or {}).get("images_sha256")
+        if started_on and started_on != dataset.manifest.get("images_sha256"):
+            raise GanjiError(
+                f"dataset {cfg.dataset!r} has changed since run {model}/{run.name} started (its sha256 differs): "
+                "resuming would train on other images; start a new run instead"
+            )
     loop = TrainLoop(run, cfg, dataset, resume=resume, show_progress=show_progress)
     if resume and loop.step >= loop.stop_step:
         raise GanjiError(
