@@ -115,13 +115,12 @@ def generate(
     For the DDPM, `sampler` picks the 1024-step ancestral sampler or DDIM with `steps` steps and
     `eta`; interpolation uses deterministic DDIM (eta 0) so that nearby noise gives nearby images.
     """
-    steps = check_request(loaded, n, batch_size, sampler, steps)
+    steps = check_request(loaded, n, batch_size, sampler, steps, interpolate)
     recipe = loaded.recipe
     kwargs: dict[str, Any] = {}
     if loaded.model == "ddpm":
         if interpolate > 1:
             sampler, eta = "ddim", 0.0
-            steps = steps or min(50, recipe.schedule.timesteps)
         kwargs = {"sampler": sampler, "steps": steps, "eta": eta, "on_step": on_step}
     noise = make_noise(recipe, n, seed, interpolate)
     low, high = recipe.data_range
@@ -137,15 +136,20 @@ def generate(
     return torch.cat(out)[: noise.shape[0]]
 
 
-def check_request(loaded: LoadedModel, n: int, batch_size: int, sampler: str, steps: int | None) -> int | None:
-    """Validate a sampling request before any work starts; returns the DDIM step count to use."""
+def check_request(
+    loaded: LoadedModel, n: int, batch_size: int, sampler: str, steps: int | None, interpolate: int = 0
+) -> int | None:
+    """Validate a sampling request before any work starts; returns the DDIM step count to use.
+
+    A DDPM interpolation always samples with DDIM (see `generate`), so its steps are checked too.
+    """
     if n < 1:
         raise GanjiError(f"--n must be at least 1 (got {n})")
     if batch_size < 1:
         raise GanjiError(f"--batch-size must be at least 1 (got {batch_size})")
     if sampler not in SAMPLERS:
         raise GanjiError(f"--sampler must be ddpm or ddim (got {sampler!r})")
-    if loaded.model == "ddpm" and sampler == "ddim":
+    if loaded.model == "ddpm" and (sampler == "ddim" or interpolate > 1):
         limit = loaded.recipe.schedule.timesteps
         steps = min(50, limit) if steps is None else steps
         if not 1 <= steps <= limit:

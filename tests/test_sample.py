@@ -103,6 +103,7 @@ def test_interpolation_rows_change_smoothly(trained: Path, model: str) -> None:
         (["sample", "ddpm", "--sampler", "ddim", "--steps", "0"], "--steps"),
         (["sample", "vae", "--checkpoint", "/nonexistent/x.safetensors"], "no checkpoint"),
         (["sample", "vae", "--interpolate", "1"], "--interpolate"),
+        (["sample", "ddpm", "--interpolate", "4", "--steps", "5000"], "--steps"),
     ],
 )
 def test_errors_are_one_line(trained: Path, tmp_path: Path, args: list[str], text: str) -> None:

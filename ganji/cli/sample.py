@@ -68,7 +68,9 @@ def sample_command(
     if out_dir is not None:
         _writable_target(out_dir, "folder")
     loaded = load_model(resolve_home(home), model.value, run, checkpoint, device)
-    steps = check_request(loaded, n, batch_size, sampler, steps)
+    steps = check_request(loaded, n, batch_size, sampler, steps, interpolate)
+    if model.value == "ddpm" and interpolate > 1:
+        sampler = "ddim"  # interpolation walks the noise through the deterministic sampler
     calls = model_calls_per_image(loaded, sampler, steps)
     total = (interpolate * -(-n // interpolate) if interpolate > 1 else n) * calls
     progress = Progress(

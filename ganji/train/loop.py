@@ -97,7 +97,6 @@ class TrainLoop:
         self.show_progress = show_progress
         self.device = resolve_device(cfg.device)
         self.precision = choose_precision(cfg.model, self.device, cfg.precision, cfg.compile)
-        self.dataset_name = dataset.name
         self.images = dataset.images.to(self.device)  # stays uint8: 4x less memory than float
         self.n_images = len(dataset)
 
