@@ -221,3 +221,15 @@ def test_colour_images_train_and_sample(home: Path, model: str) -> None:
     assert result.step == 2 and result.grids
     out = generate(load_model(home, model, "rgb"), 4, sampler="ddim", steps=3)
     assert out.shape == (4, 3, 16, 16)
+
+
+def test_help_shows_the_defaults(home: Path) -> None:
+    """Defaults are written as "[default: ...]", which rich would eat as markup unless escaped."""
+    for args, wanted in [(["train", "--help"], ["default: 100", "default: vae 128, gan 128, ddpm 32", "default: 512,256,128,64"]),
+                         (["sample", "--help"], ["default: 50", "default: 64"]),
+                         (["bench", "train", "--help"], ["default: the paper's"])]:
+        env = {**os.environ, "GANJI_HOME": str(home), "COLUMNS": "200"}
+        proc = subprocess.run([sys.executable, "-m", "ganji", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0
+        for text in wanted:
+            assert text in proc.stdout, (args, text)

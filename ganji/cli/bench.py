@@ -34,14 +34,14 @@ def _fmt(value: float | None, spec: str) -> str:
 def bench_train_command(
     models: Annotated[str, typer.Option(help=MODELS_HELP)] = "vae,gan,ddpm",
     size: Annotated[int, typer.Option(help="Image size (the paper's 64).")] = 64,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step [default: the paper's: vae 128, gan 128, ddpm 32].", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step \\[default: the paper's: vae 128, gan 128, ddpm 32].", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile on CUDA.")] = True,
     warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation happens here).")] = 2,
     min_steps: Annotated[int, typer.Option(help="Timed steps, at least.")] = 3,
     seconds: Annotated[float, typer.Option(help="Keep timing steps until this many seconds have passed.")] = 10.0,
-    base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width [default: 64, the paper's].", show_default=False)] = None,
+    base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width \\[default: 64, the paper's].", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model).")] = False,
 ) -> None:
     """Training images/s, epoch time on the 10,020-kanji set, FLOPs per image, MFU and peak memory."""
@@ -81,7 +81,7 @@ def bench_sample_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     seconds: Annotated[float, typer.Option(help="VAE/GAN: keep timing until this many seconds have passed.")] = 5.0,
-    base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width [default: 64, the paper's].", show_default=False)] = None,
+    base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width \\[default: 64, the paper's].", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Seconds per 1,000 samples for each model and sampler, and the DDIM speed-up."""
