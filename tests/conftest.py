@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh home folder per test, and small kanji datasets made in a second."""
+"""Shared fixtures: a fresh home folder per test, small kanji datasets made in a second, tiny fonts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from ganji.data.prepare import prepare_kanji
+
+Box = tuple[int, int, int, int]  # xMin, yMin, xMax, yMax in font units
 
 
 @pytest.fixture
@@ -19,3 +21,41 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make_kanji(home: Path, name: str = "kanji16", size: int = 16, limit: int = 256) -> Path:
     """A small prepared kanji dataset (the first `limit` characters at `size` px)."""
     return prepare_kanji(home, name=name, size=size, limit=limit, progress=False)
+
+
+def make_font(path: Path, glyphs: dict[int, Box | None], upem: int = 1000, cff: bool = False) -> Path:
+    """A tiny font whose glyphs are filled rectangles (None: an empty glyph), CFF-flavoured or TrueType.
+
+    Ascender 880 / descender -120, as CJK fonts set them, so the em box is y in [-120, 880].
+    """
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.t2CharStringPen import T2CharStringPen
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    names = [".notdef"] + [f"g{cp:x}" for cp in glyphs]
+    fb = FontBuilder(upem, isTTF=not cff)
+    fb.setupGlyphOrder(names)
+    fb.setupCharacterMap({cp: f"g{cp:x}" for cp in glyphs})
+    drawn = {}
+    for name, box in zip(names, [None, *glyphs.values()]):
+        pen = T2CharStringPen(upem, None) if cff else TTGlyphPen(None)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            pen.moveTo((x0, y0))
+            pen.lineTo((x0, y1))
+            pen.lineTo((x1, y1))
+            pen.lineTo((x1, y0))
+            pen.closePath()
+        drawn[name] = pen.getCharString() if cff else pen.glyph()
+    if cff:
+        fb.setupCFF("GanjiTest-Regular", {"FullName": "Ganji Test"}, drawn, {})
+    else:
+        fb.setupGlyf(drawn)
+    # Left side bearing = the outline's xMin, as font editors write it.
+    fb.setupHorizontalMetrics({name: (upem, box[0] if box else 0) for name, box in zip(names, [None, *glyphs.values()])})
+    fb.setupHorizontalHeader(ascent=880, descent=-120)
+    fb.setupNameTable({"familyName": "Ganji Test", "styleName": "Regular"})
+    fb.setupOS2(sTypoAscender=880, sTypoDescender=-120, usWinAscent=880, usWinDescent=120)
+    fb.setupPost()
+    fb.save(str(path))
+    return path

@@ -11,7 +11,7 @@ HomeOption = Annotated[
     Path | None,
     typer.Option(
         "--home",
-        help="Folder where ganji keeps datasets and runs [default: $GANJI_HOME, else the user data folder].",
+        help="Folder where ganji keeps datasets and runs \\[default: $GANJI_HOME, else the user data folder].",
         show_default=False,
     ),
 ]

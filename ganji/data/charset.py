@@ -10,7 +10,9 @@ JIS X 0208 is rows 16-84 of `euc_jp` (6,355 kanji; row 1's 仝 counts as a symbo
 from __future__ import annotations
 
 import functools
+import struct
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 from ganji.errors import GanjiError
@@ -52,13 +54,13 @@ def font_codepoints(font_path: Path) -> set[int]:
     try:
         font = TTFont(str(font_path), fontNumber=0, lazy=True)
         cmap = font.getBestCmap()
-    except (TTLibError, OSError, ValueError, AssertionError, KeyError, IndexError) as exc:
+    except (TTLibError, OSError, ValueError, AssertionError, KeyError, IndexError, struct.error) as exc:
         raise GanjiError(f"{font_path} is not a usable TTF/OTF/TTC font ({exc.__class__.__name__})") from None
     if not cmap:
         raise GanjiError(f"{font_path} has no character map: not a usable font")
     return set(cmap)
 
 
-def covered(codepoints: tuple[int, ...], available: set[int]) -> list[int]:
+def covered(codepoints: Sequence[int], available: set[int]) -> list[int]:
     """The code points the font has glyphs for, in the charset's order."""
     return [cp for cp in codepoints if cp in available]

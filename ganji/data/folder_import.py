@@ -1,14 +1,18 @@
 """Importing a folder or a zip of images (e.g. the Kaggle kanji set the original study used).
 
-Each image becomes grayscale (or RGB with 3 channels), square (padded with its border colour),
-`size` x `size` (Lanczos), with bright ink: an image whose border is mostly bright is inverted.
-Anything that is not a readable image is skipped and counted; zip entries that would escape the
-folder (absolute paths, `..`) and zip bombs are refused; Pillow's decompression-bomb guard stays on.
+Each image becomes grayscale (or RGB with 3 channels), square (padded with its border colour), then
+`size` x `size` with Lanczos, which keeps thin strokes sharper than bilinear when shrinking. Ink is
+made bright: an image whose one-pixel border is mostly bright (paper) is inverted.
+
+Anything that is not a readable image is skipped and counted, never fatal. Zip members are read in
+memory, never extracted; members that would escape a folder (absolute paths, `..`) and zip bombs are
+refused outright. Pillow's decompression-bomb guard stays on: such images are skipped and listed.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -21,30 +25,59 @@ from PIL import Image, ImageOps
 from ganji.errors import GanjiError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-MAX_MEMBER_BYTES = 64 * 2**20  # one image larger than this, uncompressed, is not a glyph picture
-MAX_RATIO = 200  # compression ratios beyond this are a zip bomb's signature, not an image's
+MAX_MEMBER_BYTES = 64 * 2**20  # one image larger than this, uncompressed, is no glyph picture
+MAX_RATIO = 100  # deflate ratios beyond this are a zip bomb's signature, not an image's...
+RATIO_FLOOR = 2**20  # ...once the member is big enough to matter (a blank 100 KB BMP compresses 300x)
+
+Reader = Callable[[], bytes]
 
 
 @dataclass
 class ImportResult:
     images: np.ndarray  # N x C x H x W uint8, ink bright
-    files: list[str]
+    files: list[str]  # relative posix paths of the images kept, in order
     skipped_non_images: int = 0
-    skipped_unreadable: list[str] = field(default_factory=list)
+    skipped_unreadable: list[str] = field(default_factory=list)  # corrupt, truncated, empty
+    skipped_too_large: list[str] = field(default_factory=list)  # Pillow's decompression-bomb guard
     inverted: int = 0
 
 
-def _safe_member(name: str) -> bool:
-    path = PurePosixPath(name.replace("\\", "/"))
-    return not (path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]))
+def _is_image_name(name: str) -> bool:
+    path = PurePosixPath(name)
+    # macOS zips carry "__MACOSX/._x.png" resource forks: not images despite the suffix.
+    if "__MACOSX" in path.parts or path.name.startswith("._"):
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def iter_sources(source: Path) -> Iterator[tuple[str, Callable[[], bytes] | None]]:
-    """(name, reader) per file, sorted by name; reader is None for files that are not images."""
+def safe_member(name: str) -> bool:
+    """Would extracting this zip member stay inside the target folder?"""
+    posix = name.replace("\\", "/")
+    path = PurePosixPath(posix)
+    drive = path.parts[0] if path.parts else ""
+    return not (posix.startswith("/") or ".." in path.parts or ":" in drive)
+
+
+def _folder_files(source: Path) -> list[tuple[str, Path]]:
+    # os.walk does not follow symlinked folders, so a link loop cannot make the import run forever.
+    found = []
+    for folder, _dirs, names in os.walk(source):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file():
+                found.append((path.relative_to(source).as_posix(), path))
+    return sorted(found)
+
+
+def iter_sources(source: Path) -> Iterator[tuple[str, Reader | None]]:
+    """(relative name, reader) per file, sorted by name; the reader is None for non-image files.
+
+    Folders and zips sort the same way (by posix path string), so a folder and its zip import
+    identically.
+    """
     if source.is_dir():
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            rel = path.relative_to(source).as_posix()
-            yield rel, (path.read_bytes if path.suffix.lower() in IMAGE_SUFFIXES else None)
+        for rel, path in _folder_files(source):
+            yield rel, (path.read_bytes if _is_image_name(rel) else None)
         return
     if not source.is_file():
         raise GanjiError(f"{source} does not exist")
@@ -54,33 +87,58 @@ def iter_sources(source: Path) -> Iterator[tuple[str, Callable[[], bytes] | None
         raise GanjiError(f"{source} is neither a folder nor a readable zip file") from None
     with archive:
         infos = sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename)
+        # Check every member before reading any, so a bad archive is refused as a whole.
         for info in infos:
-            if not _safe_member(info.filename):
-                raise GanjiError(f"refusing {source}: entry {info.filename!r} would escape the target folder")
-            ratio = info.file_size / max(info.compress_size, 1)
-            if info.file_size > MAX_MEMBER_BYTES or (ratio > MAX_RATIO and info.file_size > 2**20):
-                raise GanjiError(f"refusing {source}: entry {info.filename!r} expands to {info.file_size:,} bytes (a zip bomb?)")
-            is_image = PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
-            yield info.filename, ((lambda i=info: archive.read(i)) if is_image else None)
+            check_member(source, info)
+        for info in infos:
+            yield info.filename, ((lambda i=info: archive.read(i)) if _is_image_name(info.filename) else None)
+
+
+def check_member(source: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse members that would escape the folder or expand to absurd sizes."""
+    if not safe_member(info.filename):
+        raise GanjiError(f"refusing {source}: entry {info.filename!r} would escape the target folder")
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > MAX_MEMBER_BYTES or (ratio > MAX_RATIO and info.file_size > RATIO_FLOOR):
+        raise GanjiError(
+            f"refusing {source}: entry {info.filename!r} expands to {info.file_size:,} bytes "
+            f"({ratio:,.0f}x its compressed size): a zip bomb?"
+        )
 
 
 def decode(data: bytes, channels: int) -> Image.Image:
-    """Decode one image to 8-bit L or RGB (first frame of animations; 16-bit, CMYK, palette handled)."""
+    """Decode one image to 8-bit L or RGB: first frame of animations; 16-bit, CMYK, palette handled."""
     with warnings.catch_warnings():
+        # Conversions below handle palette transparency properly, so Pillow's advice is noise; past
+        # MAX_IMAGE_PIXELS Pillow only warns (it errors at twice that): make that an error too.
+        warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         img = Image.open(io.BytesIO(data))
         img.seek(0)
         img.load()
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    if img.mode in ("P", "PA", "LA", "RGBA") or "transparency" in img.info:
-        # Transparent backgrounds become white paper; polarity detection sorts out the rest.
-        rgba = img.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(paper, rgba)
-    return img.convert("L" if channels == 1 else "RGB")
+        img = ImageOps.exif_transpose(img)  # phone photos store their rotation as a tag
+        if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+            # Scale 16-bit (and 32-bit) samples to 8 bits rather than letting convert() clip them at 255.
+            arr = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 255.0)
+            img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        if img.mode in ("P", "PA", "LA", "RGBA", "La", "RGBa") or "transparency" in img.info:
+            img = _flatten_alpha(img.convert("RGBA"))
+        return img.convert("L" if channels == 1 else "RGB")
+
+
+def _flatten_alpha(rgba: Image.Image) -> Image.Image:
+    """Composite onto a background that contrasts with the opaque pixels.
+
+    Glyphs drawn on a transparent background may be dark or bright ink; putting them on paper of the
+    same colour would erase them.
+    """
+    arr = np.asarray(rgba, dtype=np.float64)
+    alpha = arr[..., 3] / 255.0
+    ink = (arr[..., :3].mean(axis=-1) * alpha).sum() / max(alpha.sum(), 1e-9)
+    paper = 0 if ink > 127.5 else 255
+    background = Image.new("RGBA", rgba.size, (paper, paper, paper, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
 
 
 def to_square(img: Image.Image, size: int) -> np.ndarray:
@@ -88,24 +146,35 @@ def to_square(img: Image.Image, size: int) -> np.ndarray:
     w, h = img.size
     if w != h:
         arr = np.asarray(img)
-        border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).reshape(-1, len(img.getbands()))
+        bands = len(img.getbands())
+        border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).reshape(-1, bands)
         fill = tuple(int(v) for v in np.median(border, axis=0))
-        img = ImageOps.pad(img, (max(w, h), max(w, h)), color=fill[0] if len(fill) == 1 else fill)
+        side = max(w, h)
+        img = ImageOps.pad(img, (side, side), color=fill[0] if bands == 1 else fill)
     img = img.resize((size, size), Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 def ink_is_dark(chw: np.ndarray) -> bool:
-    """Is the one-pixel border mostly bright (paper), so the ink is dark?"""
+    """Is the one-pixel border mostly bright (paper), so that the ink is dark?"""
     gray = chw.mean(axis=0)
     border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
     return float(border.mean()) > 127.5
 
 
-def import_images(source: Path, size: int, channels: int = 1, invert: bool | None = None,
-                  on_file: Callable[[], None] | None = None) -> ImportResult:
-    """Read every image under `source` (folder or zip); `invert` None detects polarity per image."""
+def import_images(
+    source: Path,
+    size: int,
+    channels: int = 1,
+    invert: bool | None = None,
+    limit: int | None = None,
+    on_file: Callable[[], None] | None = None,
+) -> ImportResult:
+    """Read the images under `source` (folder or zip), at most `limit` of them.
+
+    `invert`: True inverts every image, False none, None detects dark ink per image.
+    """
     arrays: list[np.ndarray] = []
     result = ImportResult(images=np.zeros((0, channels, size, size), np.uint8), files=[])
     for name, read in iter_sources(Path(source)):
@@ -116,8 +185,10 @@ def import_images(source: Path, size: int, channels: int = 1, invert: bool | Non
             continue
         try:
             chw = to_square(decode(read(), channels), size)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-                zipfile.BadZipFile, EOFError):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            result.skipped_too_large.append(name)
+            continue
+        except Exception:  # noqa: BLE001 - a damaged file can make Pillow's decoders raise almost anything
             result.skipped_unreadable.append(name)
             continue
         if invert is True or (invert is None and ink_is_dark(chw)):
@@ -125,10 +196,12 @@ def import_images(source: Path, size: int, channels: int = 1, invert: bool | Non
             result.inverted += 1
         arrays.append(chw)
         result.files.append(name)
+        if limit is not None and len(arrays) >= limit:
+            break
     if not arrays:
         raise GanjiError(
             f"no usable images in {source} ({result.skipped_non_images} non-image files, "
-            f"{len(result.skipped_unreadable)} unreadable images): nothing to import"
+            f"{len(result.skipped_unreadable)} unreadable, {len(result.skipped_too_large)} too large): nothing to import"
         )
     result.images = np.stack(arrays)
     return result
@@ -138,7 +211,7 @@ def count_files(source: Path) -> int | None:
     """How many files an import will look at (for the progress bar), if cheap to know."""
     source = Path(source)
     if source.is_dir():
-        return sum(1 for p in source.rglob("*") if p.is_file())
+        return len(_folder_files(source))
     try:
         with zipfile.ZipFile(source) as z:
             return sum(1 for i in z.infolist() if not i.is_dir())

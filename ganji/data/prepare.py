@@ -3,16 +3,21 @@
 A dataset is built in a hidden temporary folder beside its final place and renamed into place only
 once complete, so a failure (bad font, no images, Ctrl-C, full disk) never leaves a half-written
 dataset behind, and a `--force` rebuild that fails leaves the previous dataset as it was.
+
+The `build_*` functions do the work and return a `Prepared` record without printing results; the
+`prepare_*` functions are the library's convenience layer that also prints the summary table.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,20 @@ from ganji.home import cache_dir
 from ganji.images import make_grid, save_png
 
 DEFAULT_NAME = "kanji"
+SOURCES = ("kanji", "mnist", "cifar10")
+PREVIEW_COUNT = 64
+
+
+@dataclass
+class Prepared:
+    """The outcome of a build: where the dataset is, its manifest, and what happened."""
+
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+    seconds: float = 0.0
+    already: bool = False  # nothing was done: the dataset was prepared before
+    details: dict[str, str] = field(default_factory=dict)  # source-specific summary rows
 
 
 def bundled_font() -> Path:
@@ -39,8 +58,15 @@ def bundled_font() -> Path:
 
 
 def check_size(size: int) -> None:
+    if size <= 0:
+        raise GanjiError(f"--size must be a positive number of pixels (got {size})")
     if size < 8:
         raise GanjiError(f"--size must be at least 8 pixels (got {size})")
+
+
+def check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise GanjiError(f"--limit must be at least 1 (got {limit})")
 
 
 @contextmanager
@@ -51,6 +77,10 @@ def _building(home: Path, name: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=final.parent))
     try:
         yield tmp
+        # mkdtemp makes the folder private (0700); a dataset should follow the user's umask instead.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
         old = None
         if final.exists():
             old = final.with_name(f".{name}.{time.time_ns()}.old")
@@ -64,25 +94,208 @@ def _building(home: Path, name: str) -> Iterator[Path]:
 
 
 def _progress(show: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err_console, disable=not show)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not show,
+    )
 
 
-def _already(home: Path, name: str, force: bool) -> bool:
-    if is_prepared(home, name) and not force:
-        m = load_manifest(home, name)
-        err_console.print(f"dataset [bold]{name}[/] is already prepared ({m.get('count')} images, {m.get('size')} px) "
-                          f"in {dataset_path(home, name)}; use --force to rebuild it")
-        return True
-    return False
+def _existing(home: Path, name: str, force: bool) -> Prepared | None:
+    """The already-prepared dataset `name` (nothing to do), or None when it must be built."""
+    if force or not is_prepared(home, name):
+        return None
+    return Prepared(name, dataset_path(home, name), load_manifest(home, name), already=True)
+
+
+def already_message(p: Prepared) -> str:
+    m = p.manifest
+    return (
+        f"dataset [bold]{p.name}[/] is already prepared ({m.get('count')} images, {m.get('size')} px, "
+        f"source {m.get('source')}) in {p.path}; use --force to rebuild it"
+    )
 
 
 def _finish(folder: Path, images: torch.Tensor, manifest: dict[str, Any], labels: torch.Tensor | None = None) -> dict[str, Any]:
     written = save_dataset(folder, images, manifest, labels)
-    # The preview samples the whole set evenly (the first code points are rare Extension A kanji).
-    idx = np.linspace(0, len(images) - 1, num=min(64, len(images))).round().astype(int)
+    # The preview samples the whole set evenly: sorted by code point, the first kanji are all rare
+    # Extension A characters, which would make a poor picture of the set.
+    idx = np.linspace(0, len(images) - 1, num=min(PREVIEW_COUNT, len(images))).round().astype(int)
     save_png(folder / PREVIEW_FILE, make_grid(images[torch.as_tensor(idx)], ink_on_paper=False))
     return written
+
+
+def build_kanji(
+    home: Path,
+    name: str = DEFAULT_NAME,
+    size: int = 64,
+    limit: int | None = None,
+    charset: str = "jis0213",
+    font: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Prepared:
+    """Render the charset's kanji that the font covers (deterministic: same bytes every time)."""
+    from ganji.data.charset import covered, font_codepoints, kanji_codepoints
+    from ganji.data.render import GlyphRenderer, inspect_font, render_all
+
+    check_size(size)
+    check_limit(limit)
+    wanted = kanji_codepoints(charset)  # validates the charset name before anything else
+    if (done := _existing(home, name, force)) is not None:
+        return done
+    start = time.perf_counter()
+    font_path = Path(font).expanduser() if font is not None else bundled_font()
+    if not font_path.is_file():
+        raise GanjiError(f"font file {font_path} does not exist" + (" (it is a folder)" if font_path.is_dir() else ""))
+    covers = covered(wanted, font_codepoints(font_path))
+    if not covers:
+        raise GanjiError(f"font {font_path} has no glyph for any {charset} kanji")
+    # The scale comes from the whole covered set, so `--limit N` gives exactly the first N images of
+    # the full dataset.
+    info = inspect_font(font_path, covers)
+    renderer = GlyphRenderer(info, size)
+    chosen = covers[:limit] if limit else covers
+    with _building(home, name) as folder, _progress(progress) as bar:
+        task = bar.add_task(f"rendering {name}", total=len(chosen))
+        result = render_all(renderer, chosen, lambda: bar.advance(task))
+        if not result.codepoints:
+            raise GanjiError(f"font {font_path} rendered every character blank")
+        manifest = _finish(folder, torch.from_numpy(result.images), {
+            "source": "kanji",
+            "font": {"name": info.name, "file": font_path.name, "sha256": info.sha256},
+            "charset": charset,
+            "charset_size": len(wanted),
+            "font_covers": len(covers),
+            "limit": limit,
+            "blank_skipped": result.blank,
+            "clipped": result.clipped,
+            "render": {"em_px": renderer.em / 4, "supersample": 4, "filter": "box", "margin_px": 1},
+            "codepoints": result.codepoints,
+        })
+    details = {"font": info.name, "charset": f"{charset} ({len(covers):,} of {len(wanted):,} in the font)",
+               "blank skipped": str(len(result.blank))}
+    if result.clipped:  # the scale is chosen to prevent this; a font with odd metrics can defeat it
+        details["touching the edge"] = f"{len(result.clipped)} (font metrics disagree with outlines?)"
+    return Prepared(name, dataset_path(home, name), manifest, time.perf_counter() - start, details=details)
+
+
+def build_folder(
+    home: Path,
+    source: Path,
+    name: str | None = None,
+    size: int = 64,
+    channels: int = 1,
+    invert: bool | None = None,
+    limit: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Prepared:
+    """Import a folder or zip of images as a dataset (`invert` None detects the polarity per image)."""
+    from ganji.data.folder_import import count_files, import_images
+
+    check_size(size)
+    check_limit(limit)
+    if channels not in (1, 3):
+        raise GanjiError(f"--channels must be 1 or 3 (got {channels})")
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise GanjiError(f"{source} does not exist")
+    name = name or (source.resolve().name if source.is_dir() else source.stem)
+    if (done := _existing(home, name, force)) is not None:
+        return done
+    start = time.perf_counter()
+    with _building(home, name) as folder, _progress(progress) as bar:
+        task = bar.add_task(f"importing {source.name}", total=count_files(source))
+        result = import_images(source, size, channels, invert, limit, lambda: bar.advance(task))
+        manifest = _finish(folder, torch.from_numpy(result.images), {
+            "source": "folder",
+            "from": str(source.resolve()),
+            "files": result.files,
+            "skipped_non_images": result.skipped_non_images,
+            "skipped_unreadable": result.skipped_unreadable,
+            "skipped_too_large": result.skipped_too_large,
+            "inverted": result.inverted,
+            "invert": invert,
+            "resize": "pad to square with the border colour, then Lanczos",
+        })
+    details = {
+        "from": str(source),
+        "skipped": f"{result.skipped_non_images} non-images, {len(result.skipped_unreadable)} unreadable, "
+                   f"{len(result.skipped_too_large)} too large",
+        "inverted": f"{result.inverted} of {len(result.files)}",
+    }
+    return Prepared(name, dataset_path(home, name), manifest, time.perf_counter() - start, details=details)
+
+
+def build_torchvision(
+    home: Path,
+    which: str,
+    name: str | None = None,
+    size: int = 64,
+    limit: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    download: bool = True,
+) -> Prepared:
+    """MNIST or CIFAR-10 (training split) through torchvision, with labels."""
+    from ganji.data.torchvision_sets import SETS, convert, load_torchvision
+
+    if which not in SETS:
+        raise GanjiError(f"unknown source {which!r}: use one of {', '.join(SOURCES)}")
+    check_size(size)
+    check_limit(limit)
+    name = name or which
+    if (done := _existing(home, name, force)) is not None:
+        return done
+    start = time.perf_counter()
+    root = cache_dir(home) / "torchvision"
+    with err_console.status(f"getting {which} into {root}...") if progress else _nothing():
+        ds = load_torchvision(which, root, download)
+    with _progress(progress) as bar:
+        n = min(len(ds.data), limit) if limit else len(ds.data)
+        task = bar.add_task(f"converting {which}", total=n)
+        images, labels, classes = convert(which, ds, size, limit, lambda k: bar.advance(task, k))
+    with _building(home, name) as folder:
+        manifest = _finish(folder, images, {"source": which, "split": "train", "classes": classes,
+                                            "limit": limit, "resize": "bilinear, antialiased"}, labels)
+    details = {"classes": str(len(classes)), "cache": str(root)}
+    return Prepared(name, dataset_path(home, name), manifest, time.perf_counter() - start, details=details)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def summary_table(p: Prepared) -> Table:
+    """The table printed when a dataset is ready: name, source, count, size, font, folder, seconds."""
+    m = p.manifest
+    table = Table(title=f"dataset {p.name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("name", p.name)
+    table.add_row("source", str(m.get("source")))
+    table.add_row("count", f"{m['count']:,}")
+    table.add_row("size", f"{m['size']} x {m['size']} px, {m['channels']} channel{'s' if m['channels'] > 1 else ''}")
+    for key, value in p.details.items():
+        table.add_row(key, value)
+    table.add_row("sha256", m["images_sha256"][:16] + "…")
+    table.add_row("folder", str(p.path))
+    table.add_row("seconds", f"{p.seconds:.1f}")
+    return table
+
+
+def report(p: Prepared) -> None:
+    """Tell the user what happened: the summary table, or that nothing needed doing."""
+    if p.already:
+        err_console.print(already_message(p), highlight=False, soft_wrap=True)
+    else:
+        console.print(summary_table(p))
 
 
 def prepare_kanji(
@@ -95,44 +308,14 @@ def prepare_kanji(
     force: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Render the charset's kanji that the font covers (deterministic: same bytes every time)."""
-    from ganji.data.charset import covered, font_codepoints, kanji_codepoints
-    from ganji.data.render import GlyphRenderer, inspect_font, render_all
+    """Prepare the kanji dataset and return its folder (a no-op when prepared and not `force`).
 
-    check_size(size)
-    if limit is not None and limit < 1:
-        raise GanjiError(f"--limit must be at least 1 (got {limit})")
-    if _already(home, name, force):
-        return dataset_path(home, name)
-    start = time.perf_counter()
-    font_path = Path(font) if font is not None else bundled_font()
-    if not font_path.is_file():
-        raise GanjiError(f"font file {font_path} does not exist")
-    wanted = kanji_codepoints(charset)
-    covers = covered(wanted, font_codepoints(font_path))
-    if not covers:
-        raise GanjiError(f"{font_path} has no glyph for any {charset} kanji")
-    chosen = covers[:limit] if limit else covers
-    info = inspect_font(font_path, chosen)
-    renderer = GlyphRenderer(info, size)
-    with _building(home, name) as folder, _progress(progress) as bar:
-        task = bar.add_task(f"rendering {name}", total=len(chosen))
-        images, kept, blank = render_all(renderer, chosen, lambda: bar.advance(task))
-        if len(kept) == 0:
-            raise GanjiError(f"{font_path} rendered every character blank")
-        manifest = _finish(folder, torch.from_numpy(images), {
-            "source": "kanji",
-            "font": {"name": info.name, "file": font_path.name, "sha256": info.sha256},
-            "charset": charset,
-            "charset_size": len(wanted),
-            "font_covers": len(covers),
-            "limit": limit,
-            "blank_skipped": blank,
-            "render": {"em_px": round(renderer.em_px / 4, 3), "supersample": 4, "filter": "box"},
-            "codepoints": kept,
-        })
-    _summary(home, name, manifest, time.perf_counter() - start, {"font": info.name, "charset": charset})
-    return dataset_path(home, name)
+    With `progress` it also draws the progress bar and prints the summary; without, it is silent.
+    """
+    p = build_kanji(home, name, size, limit, charset, font, force, progress)
+    if progress:
+        report(p)
+    return p.path
 
 
 def prepare_folder(
@@ -146,58 +329,28 @@ def prepare_folder(
     force: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Import a folder or zip of images as a dataset."""
-    from ganji.data.folder_import import count_files, import_images
-
-    check_size(size)
-    if channels not in (1, 3):
-        raise GanjiError(f"--channels must be 1 or 3 (got {channels})")
-    source = Path(source)
-    if not source.exists():
-        raise GanjiError(f"{source} does not exist")
-    name = name or source.stem
-    if _already(home, name, force):
-        return dataset_path(home, name)
-    start = time.perf_counter()
-    with _building(home, name) as folder, _progress(progress) as bar:
-        task = bar.add_task(f"importing {source.name}", total=count_files(source))
-        result = import_images(source, size, channels, invert, lambda: bar.advance(task))
-        images = torch.from_numpy(result.images[:limit] if limit else result.images)
-        manifest = _finish(folder, images, {
-            "source": "folder",
-            "from": str(source.resolve()),
-            "files": result.files[: len(images)],
-            "skipped_non_images": result.skipped_non_images,
-            "skipped_unreadable": result.skipped_unreadable,
-            "inverted": result.inverted,
-            "invert": invert,
-        })
-    _summary(home, name, manifest, time.perf_counter() - start,
-             {"from": str(source), "skipped": f"{result.skipped_non_images} non-images, {len(result.skipped_unreadable)} unreadable",
-              "inverted": str(result.inverted)})
-    return dataset_path(home, name)
+    """Import a folder or zip of images; returns the dataset folder."""
+    p = build_folder(home, source, name, size, channels, invert, limit, force, progress)
+    if progress:
+        report(p)
+    return p.path
 
 
-def prepare_torchvision(home: Path, which: str, name: str | None = None, size: int = 64, limit: int | None = None,
-                        force: bool = False, progress: bool = True, download: bool = True) -> Path:
-    """MNIST or CIFAR-10 (training split) through torchvision, with labels."""
-    from ganji.data.torchvision_sets import convert, load_torchvision
-
-    check_size(size)
-    name = name or which
-    if _already(home, name, force):
-        return dataset_path(home, name)
-    start = time.perf_counter()
-    root = cache_dir(home) / "torchvision"
-    with err_console.status(f"getting {which}..."):
-        ds = load_torchvision(which, root, download)
-    images, labels, classes = convert(which, ds, size)
-    if limit:
-        images, labels = images[:limit], labels[:limit]
-    with _building(home, name) as folder:
-        manifest = _finish(folder, images, {"source": which, "split": "train", "classes": classes}, labels)
-    _summary(home, name, manifest, time.perf_counter() - start, {"classes": str(len(classes))})
-    return dataset_path(home, name)
+def prepare_torchvision(
+    home: Path,
+    which: str,
+    name: str | None = None,
+    size: int = 64,
+    limit: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    download: bool = True,
+) -> Path:
+    """Prepare MNIST or CIFAR-10; returns the dataset folder."""
+    p = build_torchvision(home, which, name, size, limit, force, progress, download)
+    if progress:
+        report(p)
+    return p.path
 
 
 def ensure_dataset(home: Path, name: str) -> None:
@@ -205,21 +358,7 @@ def ensure_dataset(home: Path, name: str) -> None:
     if is_prepared(home, name):
         return
     if name == DEFAULT_NAME:
-        err_console.print(f"dataset [bold]{name}[/] is not prepared yet: preparing it first (a few seconds)")
+        err_console.print(f"dataset [bold]{name}[/] is not prepared yet: preparing it first (about 15 seconds)")
         prepare_kanji(home, name)
         return
     raise GanjiError(f"dataset {name!r} is not prepared: run `ganji fetch-data ... --name {name}` first")
-
-
-def _summary(home: Path, name: str, manifest: dict[str, Any], seconds: float, extra: dict[str, str]) -> None:
-    table = Table(title=f"dataset {name}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("source", str(manifest.get("source")))
-    table.add_row("images", f"{manifest['count']:,} x {manifest['channels']} x {manifest['size']} x {manifest['size']}")
-    for k, v in extra.items():
-        table.add_row(k, v)
-    table.add_row("sha256", manifest["images_sha256"][:16] + "…")
-    table.add_row("folder", str(dataset_path(home, name)))
-    table.add_row("time", f"{seconds:.1f} s")
-    console.print(table)
