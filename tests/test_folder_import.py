@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from ganji.data.folder_import import decode, import_images, safe_member
-from ganji.data.prepare import prepare_folder
+from ganji.data.prepare import build_folder
 from ganji.data.store import dataset_path, load_dataset
 from ganji.errors import GanjiError
 
@@ -48,7 +48,7 @@ def write_mixed_folder(src: Path) -> None:
 def test_import_a_folder(home: Path, tmp_path: Path) -> None:
     src = tmp_path / "imgs"
     write_mixed_folder(src)
-    prepare_folder(home, src, "imp", size=32, progress=False)
+    build_folder(home, src, "imp", size=32, progress=False)
     ds = load_dataset(home, "imp")
     m = ds.manifest
     assert ds.images.shape == (3, 1, 32, 32)
@@ -71,8 +71,8 @@ def test_a_zip_imports_like_its_folder_and_the_name_comes_from_the_stem(home: Pa
             if path.is_file():
                 z.write(path, f"kanji/{path.relative_to(src).as_posix()}")
         z.writestr("__MACOSX/kanji/._a.png", b"\x00\x05\x16\x07 resource fork")
-    prepare_folder(home, src, "from-folder", size=16, progress=False)
-    prepare_folder(home, archive, size=16, progress=False)
+    build_folder(home, src, "from-folder", size=16, progress=False)
+    build_folder(home, archive, size=16, progress=False)
     a, b = load_dataset(home, "from-folder"), load_dataset(home, "kaggle-set")
     assert torch.equal(a.images, b.images)
     assert b.manifest["files"] == [f"kanji/{f}" for f in a.manifest["files"]]
@@ -86,7 +86,7 @@ def test_a_zip_entry_escaping_the_folder_is_refused(home: Path, tmp_path: Path, 
         z.writestr("ok.png", encode(glyph()))
         z.writestr(zipfile.ZipInfo(member), encode(glyph()))
     with pytest.raises(GanjiError, match="escape"):
-        prepare_folder(home, evil, "evil", size=16, progress=False)
+        build_folder(home, evil, "evil", size=16, progress=False)
     assert not dataset_path(home, "evil").exists()
     assert not (tmp_path / "escape.png").exists() and not (home / "escape.png").exists()
 
@@ -103,7 +103,7 @@ def test_a_zip_bomb_is_refused(home: Path, tmp_path: Path, megabytes: int) -> No
         z.writestr("ok.png", encode(glyph()))
         z.writestr("huge.bmp", b"\0" * (megabytes * 2**20))
     with pytest.raises(GanjiError, match="zip bomb"):
-        prepare_folder(home, bomb, "bomb", size=16, progress=False)
+        build_folder(home, bomb, "bomb", size=16, progress=False)
     assert not dataset_path(home, "bomb").exists()
 
 
@@ -111,21 +111,21 @@ def test_nothing_usable_is_a_clear_error(home: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(GanjiError, match="no usable images"):
-        prepare_folder(home, empty, "e", progress=False)
+        build_folder(home, empty, "e", progress=False)
     (empty / "a.txt").write_text("x")
     (empty / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(GanjiError, match=r"no usable images .*1 non-image files, 1 unreadable"):
-        prepare_folder(home, empty, "e", progress=False)
+        build_folder(home, empty, "e", progress=False)
     empty_zip = tmp_path / "none.zip"
     zipfile.ZipFile(empty_zip, "w").close()
     with pytest.raises(GanjiError, match="no usable images"):
-        prepare_folder(home, empty_zip, progress=False)
+        build_folder(home, empty_zip, progress=False)
     not_zip = tmp_path / "photo.png"
     not_zip.write_bytes(encode(glyph()))
     with pytest.raises(GanjiError, match="neither a folder nor a readable zip"):
-        prepare_folder(home, not_zip, progress=False)
+        build_folder(home, not_zip, progress=False)
     with pytest.raises(GanjiError, match="does not exist"):
-        prepare_folder(home, tmp_path / "missing", progress=False)
+        build_folder(home, tmp_path / "missing", progress=False)
     assert list(home.glob("datasets/*")) == []  # no dataset, no leftover build folder
 
 
@@ -206,5 +206,5 @@ def test_limit_stops_early(home: Path, tmp_path: Path) -> None:
     src.mkdir()
     for i in range(5):
         (src / f"{i}.png").write_bytes(encode(glyph(seed=i)))
-    prepare_folder(home, src, "three", size=16, limit=3, progress=False)
+    build_folder(home, src, "three", size=16, limit=3, progress=False)
     assert load_dataset(home, "three").manifest["files"] == ["0.png", "1.png", "2.png"]

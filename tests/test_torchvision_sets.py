@@ -14,7 +14,7 @@ import torchvision
 
 from ganji.cli import main
 from ganji.data import torchvision_sets
-from ganji.data.prepare import prepare_torchvision
+from ganji.data.prepare import build_torchvision
 from ganji.data.store import dataset_path, load_dataset
 from ganji.errors import GanjiError
 
@@ -50,14 +50,14 @@ def write_cifar_batches(root: Path, per_batch: int = 2) -> np.ndarray:
 def test_mnist_from_raw_files(home: Path) -> None:
     images, labels = write_mnist_raw(home / "cache" / "torchvision")
     # download=True, as the CLI calls it: torchvision finds the files and fetches nothing.
-    prepare_torchvision(home, "mnist", size=28, progress=False)
+    build_torchvision(home, "mnist", size=28, progress=False)
     ds = load_dataset(home, "mnist")
     assert ds.images.shape == (6, 1, 28, 28)
     assert torch.equal(ds.images[:, 0], torch.from_numpy(images))  # at 28 px: the very same pixels
     assert ds.labels.tolist() == labels.tolist()
     assert ds.manifest["source"] == "mnist" and ds.manifest["split"] == "train"
     assert ds.manifest["classes"][3] == "3 - three"
-    prepare_torchvision(home, "mnist", name="mnist64", size=64, limit=4, progress=False)
+    build_torchvision(home, "mnist", name="mnist64", size=64, limit=4, progress=False)
     big = load_dataset(home, "mnist64")
     assert big.images.shape == (4, 1, 64, 64) and big.labels.tolist() == labels[:4].tolist()
 
@@ -67,13 +67,13 @@ def test_cifar10_from_pickled_batches(home: Path, monkeypatch: pytest.MonkeyPatc
     # These are not the real archive's files, so their md5 sums differ: skip torchvision's checks.
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
-    prepare_torchvision(home, "cifar10", size=32, progress=False)
+    build_torchvision(home, "cifar10", size=32, progress=False)
     ds = load_dataset(home, "cifar10")
     assert ds.images.shape == (10, 3, 32, 32)
     assert torch.equal(ds.images.reshape(10, -1), torch.from_numpy(data))  # CHW order kept
     assert ds.labels.tolist() == list(range(10))
     assert ds.manifest["classes"] == [f"class{i}" for i in range(10)]
-    prepare_torchvision(home, "cifar10", name="c16", size=16, progress=False)
+    build_torchvision(home, "cifar10", name="c16", size=16, progress=False)
     assert load_dataset(home, "c16").images.shape == (10, 3, 16, 16)
 
 
@@ -98,7 +98,7 @@ def test_no_network_is_a_one_line_error(home: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", _offline)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", _offline)
     with pytest.raises(GanjiError, match=r"could not download mnist .*train-images-idx3-ubyte"):
-        prepare_torchvision(home, "mnist", progress=False)
+        build_torchvision(home, "mnist", progress=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["fetch-data", "cifar10", "--home", str(home), "-q"])
     assert exit_info.value.code == 1

@@ -318,41 +318,6 @@ def prepare_kanji(
     return p.path
 
 
-def prepare_folder(
-    home: Path,
-    source: Path,
-    name: str | None = None,
-    size: int = 64,
-    channels: int = 1,
-    invert: bool | None = None,
-    limit: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Import a folder or zip of images; returns the dataset folder."""
-    p = build_folder(home, source, name, size, channels, invert, limit, force, progress)
-    if progress:
-        report(p)
-    return p.path
-
-
-def prepare_torchvision(
-    home: Path,
-    which: str,
-    name: str | None = None,
-    size: int = 64,
-    limit: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-    download: bool = True,
-) -> Path:
-    """Prepare MNIST or CIFAR-10; returns the dataset folder."""
-    p = build_torchvision(home, which, name, size, limit, force, progress, download)
-    if progress:
-        report(p)
-    return p.path
-
-
 def ensure_dataset(home: Path, name: str) -> None:
     """Prepare the default kanji set if it is missing; any other missing name is an error."""
     if is_prepared(home, name):
