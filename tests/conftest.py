@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ganji.data.prepare import prepare_kanji
+from ganji.data.prepare import build_kanji
 
 Box = tuple[int, int, int, int]  # xMin, yMin, xMax, yMax in font units
 
@@ -20,7 +20,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def make_kanji(home: Path, name: str = "kanji16", size: int = 16, limit: int = 256) -> Path:
     """A small prepared kanji dataset (the first `limit` characters at `size` px)."""
-    return prepare_kanji(home, name=name, size=size, limit=limit, progress=False)
+    return build_kanji(home, name=name, size=size, limit=limit, progress=False).path
 
 
 def make_font(path: Path, glyphs: dict[int, Box | None], upem: int = 1000, cff: bool = False) -> Path:

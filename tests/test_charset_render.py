@@ -15,7 +15,7 @@ from fontTools.ttLib.ttCollection import TTCollection
 from PIL import Image
 
 from ganji.data.charset import covered, font_codepoints, kanji_codepoints
-from ganji.data.prepare import bundled_font, prepare_kanji
+from ganji.data.prepare import bundled_font, build_kanji
 from ganji.data.render import GlyphRenderer, _truetype_bounds, inspect_font, render_all
 from ganji.data.store import dataset_path, load_dataset, tensor_sha256
 from ganji.errors import GanjiError
@@ -39,7 +39,7 @@ def test_jis0208_is_rows_16_to_84() -> None:
 
 def test_unknown_charset_is_a_clear_error(home: Path) -> None:
     with pytest.raises(GanjiError, match="unknown charset"):
-        prepare_kanji(home, "k", charset="jis9999", progress=False)
+        build_kanji(home, "k", charset="jis9999", progress=False)
     assert not dataset_path(home, "k").exists()
 
 
@@ -50,7 +50,7 @@ def test_a_glyph_the_font_lacks_is_excluded(tmp_path: Path) -> None:
     # End to end, with a font that has only two of the charset's kanji.
     font = make_font(tmp_path / "two.ttf", {YAMA: (100, -100, 900, 850), KAWA: (150, -50, 850, 800)})
     ds_home = tmp_path / "h"
-    prepare_kanji(ds_home, "two", size=16, font=font, progress=False)
+    build_kanji(ds_home, "two", size=16, font=font, progress=False)
     ds = load_dataset(ds_home, "two")
     assert ds.manifest["codepoints"] == [YAMA, KAWA] and ds.manifest["font_covers"] == 2
     assert ds.manifest["font"]["name"] == "Ganji Test"
@@ -62,7 +62,7 @@ def test_a_glyph_that_draws_nothing_is_skipped_and_counted(tmp_path: Path) -> No
     result = render_all(GlyphRenderer(info, 16), [YAMA, KAWA])
     assert result.codepoints == [YAMA] and result.blank == [KAWA] and result.images.shape == (1, 1, 16, 16)
     ds_home = tmp_path / "h"
-    prepare_kanji(ds_home, "b", size=16, font=font, progress=False)
+    build_kanji(ds_home, "b", size=16, font=font, progress=False)
     assert load_dataset(ds_home, "b").manifest["blank_skipped"] == [KAWA]
 
 
@@ -155,8 +155,8 @@ def test_jis0208_and_a_ttc_font(tmp_path: Path) -> None:
     collection = TTCollection()
     collection.fonts = [TTFont(str(bundled_font()), lazy=True)]
     collection.save(str(ttc))
-    prepare_kanji(tmp_path, "ttc", size=16, limit=25, charset="jis0208", font=ttc, progress=False)
-    prepare_kanji(tmp_path, "ttf", size=16, limit=25, charset="jis0208", progress=False)
+    build_kanji(tmp_path, "ttc", size=16, limit=25, charset="jis0208", font=ttc, progress=False)
+    build_kanji(tmp_path, "ttf", size=16, limit=25, charset="jis0208", progress=False)
     a, b = load_dataset(tmp_path, "ttc"), load_dataset(tmp_path, "ttf")
     assert torch.equal(a.images, b.images)  # face 0 of the collection is the same font
     assert a.manifest["codepoints"][0] == ICHI and a.manifest["charset"] == "jis0208"

@@ -150,7 +150,8 @@ def test_ensure_dataset(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyt
     with pytest.raises(GanjiError, match=r"ganji fetch-data \.\.\. --name other"):
         prepare.ensure_dataset(home, "other")
     calls: list[tuple] = []
-    monkeypatch.setattr(prepare, "prepare_kanji", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(prepare, "build_kanji", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(prepare, "report", lambda p: None)
     prepare.ensure_dataset(home, "kanji")  # missing default: prepared first, with a message
     assert calls == [((home, "kanji"), {})]
     assert "preparing it first" in capsys.readouterr().err

@@ -159,9 +159,9 @@ def test_resume_errors(data: Path) -> None:
         train(data, "vae", {}, run_name="r", resume=True, show_progress=False)
     with pytest.raises(GanjiError, match="already exists"):
         train(data, "vae", tiny("vae"), run_name="r", show_progress=False)
-    from ganji.data.prepare import prepare_kanji
+    from ganji.data.prepare import build_kanji
 
-    prepare_kanji(data, name="kanji16", size=16, limit=80, force=True, progress=False)
+    build_kanji(data, name="kanji16", size=16, limit=80, force=True, progress=False)
     with pytest.raises(GanjiError, match="has changed"):
         train(data, "vae", {"max_steps": 4}, run_name="r", resume=True, show_progress=False)
 

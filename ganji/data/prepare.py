@@ -298,32 +298,12 @@ def report(p: Prepared) -> None:
         console.print(summary_table(p))
 
 
-def prepare_kanji(
-    home: Path,
-    name: str = DEFAULT_NAME,
-    size: int = 64,
-    limit: int | None = None,
-    charset: str = "jis0213",
-    font: Path | None = None,
-    force: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Prepare the kanji dataset and return its folder (a no-op when prepared and not `force`).
-
-    With `progress` it also draws the progress bar and prints the summary; without, it is silent.
-    """
-    p = build_kanji(home, name, size, limit, charset, font, force, progress)
-    if progress:
-        report(p)
-    return p.path
-
-
 def ensure_dataset(home: Path, name: str) -> None:
     """Prepare the default kanji set if it is missing; any other missing name is an error."""
     if is_prepared(home, name):
         return
     if name == DEFAULT_NAME:
         err_console.print(f"dataset [bold]{name}[/] is not prepared yet: preparing it first (about 15 seconds)")
-        prepare_kanji(home, name)
+        report(build_kanji(home, name))
         return
     raise GanjiError(f"dataset {name!r} is not prepared: run `ganji fetch-data ... --name {name}` first")
