@@ -20,7 +20,7 @@ from torch.utils.flop_counter import flop_registry
 from ganji.recipes import recipe_class
 from ganji.recipes.base import Recipe
 from ganji.train.config import OPTIONS_TYPES, TrainConfig
-from ganji.train.device import Precision, choose_precision, peak_memory_mb, resolve_device, synchronize
+from ganji.train.device import Precision, choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
 from ganji.train.loop import normalise
 
 # Dense bf16 tensor-core peaks (vendor datasheets), by a substring of torch.cuda.get_device_name().
@@ -36,15 +36,6 @@ def bf16_peak_tflops(device: torch.device) -> float | None:
         if key in name:
             return peak
     return None
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import os
-    import platform
-
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 @dataclass
@@ -272,3 +263,40 @@ class _StepCounter:
 
 def as_dict(obj: Any) -> dict[str, Any]:
     return asdict(obj)
+
+
+@dataclass
+class FidBench:
+    extractor: str
+    device: str
+    feature_dim: int
+    image_size: int
+    images_per_s: float  # feature extraction, uint8 images in, features out
+    extract_s: float  # n samples' features at that rate
+    metrics_s: float  # FID + KID + precision/recall + novelty on n x n features (measured)
+    fid_s: float  # a whole n-sample evaluation, sampling excluded (reference features cached)
+    n: int
+
+
+def bench_fid(extractor_name: str, device_name_: str = "auto", size: int = 64, n: int = 10_000,
+              max_seconds: float = 5.0, inception_weights: Any = None, cache: Any = None) -> FidBench:
+    """Feature-extraction speed on `size` px images and the time of the metrics on n x n features."""
+    import numpy as np
+
+    from ganji.features.extractors import load_extractor
+    from ganji.metrics.protocol import score_features
+
+    device = resolve_device(device_name_)
+    extractor = load_extractor(extractor_name, device, cache, inception_weights)
+    batch = 250
+    images = torch.randint(0, 256, (batch, 1, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    extractor.features(images[:8])  # warm-up
+    done, seconds = _timed(lambda: extractor.features(images, batch_size=batch), device, 1, max_seconds)
+    per_s = done * batch / seconds
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(KANJI_SET_SIZE, extractor.dim)).astype(np.float32)
+    fake = rng.normal(size=(n, extractor.dim)).astype(np.float32) + 0.1
+    start = time.perf_counter()
+    score_features(real[:n], fake, real)
+    metrics_s = time.perf_counter() - start
+    return FidBench(extractor_name, device_name(device), extractor.dim, size, per_s, n / per_s, metrics_s, n / per_s + metrics_s, n)

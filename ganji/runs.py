@@ -13,6 +13,7 @@ from ganji.home import runs_dir
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
+BEST_CHECKPOINT_FILE = "best.safetensors"  # the lowest FID seen by --eval-every
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -31,6 +32,10 @@ class Run:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT_FILE
+
+    @property
+    def best_checkpoint_path(self) -> Path:
+        return self.path / BEST_CHECKPOINT_FILE
 
     @property
     def metrics_path(self) -> Path:

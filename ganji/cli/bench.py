@@ -1,18 +1,20 @@
-"""`ganji bench train|sample`: how fast this machine trains and samples each model."""
+"""`ganji bench train|sample|fid`: how fast this machine trains, samples and measures each model."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from ganji.cli import app
+from ganji.cli.options import HomeOption
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 
-bench_app = typer.Typer(help="Measure training and sampling speed on this machine.", no_args_is_help=True)
+bench_app = typer.Typer(help="Measure training, sampling and metric speed on this machine.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 MODELS_HELP = "Comma-separated models to measure."
@@ -114,3 +116,65 @@ def bench_sample_command(
     if ("ddpm", "ddpm") in by and ("ddpm", "ddim") in by:
         speedup = by[("ddpm", "ddpm")].seconds_per_1000 / by[("ddpm", "ddim")].seconds_per_1000
         console.print(f"DDIM-{ddim_steps} is {speedup:,.1f}x faster than the {by[('ddpm', 'ddpm')].model_calls}-step sampler.")
+
+
+@bench_app.command("fid")
+def bench_fid_command(
+    features: Annotated[str, typer.Option(help="Comma-separated extractors: kanji and/or inception (needs its weights).")] = "kanji",
+    inception_weights: Annotated[Path | None, typer.Option(help="pytorch-fid's Inception weights file \\[default: the home cache's].", show_default=False)] = None,
+    models: Annotated[str, typer.Option(help=MODELS_HELP + " Their 10k-sample sampling time is added to get a whole FID's time ('' = none).")] = "vae,gan,ddpm",
+    size: Annotated[int, typer.Option(help="Image size (the paper's 64).")] = 64,
+    n: Annotated[int, typer.Option("--n", help="Samples per FID.")] = 10_000,
+    batch_size: Annotated[int, typer.Option(help="Images generated at once.")] = 256,
+    extrapolate_after: Annotated[int, typer.Option(help="DDPM sampling: time this many steps and scale (0 = whole sampler).")] = 2,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seconds: Annotated[float, typer.Option(help="Keep timing each measurement this long.")] = 5.0,
+    home: HomeOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Feature extraction images/s, metric time, and the time of a whole n-sample FID per model."""
+    from ganji.bench import as_dict, bench_fid, bench_sample
+    from ganji.home import cache_dir, resolve_home
+
+    names = [f.strip() for f in features.split(",") if f.strip()]
+    if not names or any(f not in ("kanji", "inception") for f in names):
+        raise GanjiError(f"--features takes kanji and/or inception (got {features!r})")
+    if n < 10 or size < 16 or size % 16:
+        raise GanjiError("--n must be >= 10 and --size a positive multiple of 16")
+    cache = cache_dir(resolve_home(home))
+    extractors = []
+    for name in names:
+        with err_console.status(f"timing {name} features and the metrics..."):
+            extractors.append(bench_fid(name, device, size, n, seconds, inception_weights, cache))
+    sampling = []
+    for model in _models(models) if models.strip() else []:
+        samplers = [("ddpm", None), ("ddim", 50)] if model == "ddpm" else [("ddpm", None)]
+        for sampler, steps in samplers:
+            with err_console.status(f"timing {model} sampling ({sampler})..."):
+                sampling.append(bench_sample(model, sampler, steps, device, size, batch_size, "auto", None, seconds, extrapolate_after or None))
+    if as_json:
+        console.print_json(json.dumps({"extractors": [as_dict(e) for e in extractors], "sampling": [as_dict(s) for s in sampling]}))
+        return
+    table = Table(title=f"metric speed on {extractors[0].device} (torch {torch_version()}), {n:,} samples, {size} px")
+    for col in ("features", "dim", "extract img/s", f"extract {n:,} s", "metrics s", "FID s (no sampling)"):
+        table.add_column(col, justify="left" if col == "features" else "right")
+    for e in extractors:
+        table.add_row(e.extractor, str(e.feature_dim), f"{e.images_per_s:,.0f}", f"{e.extract_s:,.1f}", f"{e.metrics_s:,.1f}", f"{e.fid_s:,.1f}")
+    console.print(table)
+    if sampling:
+        table = Table(title=f"a whole {n:,}-sample FID per model (sampling + features + metrics)")
+        table.add_column("model")
+        table.add_column("sampler")
+        for e in extractors:
+            table.add_column(f"{e.extractor}: total s", justify="right")
+        for s in sampling:
+            sample_s = s.seconds_per_1000 * n / 1000
+            label = s.sampler + (f"-{s.model_calls}" if s.model == "ddpm" else "") + (" (extrapolated)" if s.extrapolated_from_steps else "")
+            table.add_row(s.model, label, *[f"{sample_s + e.fid_s:,.1f}" for e in extractors])
+        console.print(table)
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__

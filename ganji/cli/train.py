@@ -52,6 +52,9 @@ def train_command(
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many minutes, with a checkpoint (0 = none) \\[default: 0].", show_default=False, rich_help_panel=RUN)] = None,
     sample_every: Annotated[int | None, typer.Option(help="Save a sample grid every N epochs and at the end (0 = never) \\[default: 1].", show_default=False, rich_help_panel=RUN)] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Save a checkpoint every N epochs (and always at the end) \\[default: 1].", show_default=False, rich_help_panel=RUN)] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Measure FID every N epochs and keep the best checkpoint as best.safetensors (0 = never) \\[default: 0].", show_default=False, rich_help_panel=RUN)] = None,
+    eval_n: Annotated[int | None, typer.Option(help="Samples per --eval-every measurement \\[default: 2000].", show_default=False, rich_help_panel=RUN)] = None,
+    eval_features: Annotated[str | None, typer.Option(help="Features for --eval-every: kanji or inception \\[default: kanji].", show_default=False, rich_help_panel=RUN)] = None,
     log_every: Annotated[int | None, typer.Option(help="Read losses from the device every N steps \\[default: 50].", show_default=False, rich_help_panel=RUN)] = None,
     latent_dim: Annotated[int | None, typer.Option(help="Latent size \\[default: vae 256, gan 128].", show_default=False, rich_help_panel="VAE and GAN options")] = None,
     arch: Annotated[str | None, typer.Option(help="vae: resnet|conv; gan: resnet|dcgan \\[default: resnet].", show_default=False, rich_help_panel="VAE and GAN options")] = None,
@@ -61,6 +64,7 @@ def train_command(
     disc_ratio: Annotated[int | None, typer.Option(help="Most D steps per G step (fewer once D accuracy > 0.9) \\[default: 5].", show_default=False, rich_help_panel=GAN)] = None,
     layers: Annotated[str | None, typer.Option(help="Generator widths \\[default: 512,256,128,64].", show_default=False, rich_help_panel=GAN)] = None,
     spectral_norm: Annotated[bool | None, typer.Option("--spectral-norm/--no-spectral-norm", help="Spectral norm on D's layers \\[default: off].", show_default=False, rich_help_panel=GAN)] = None,
+    bn_freeze_epoch: Annotated[int | None, typer.Option(help="After N epochs G's BatchNorm uses frozen running statistics, as the study's code did (0 = never) \\[default: 1].", show_default=False, rich_help_panel=GAN)] = None,
     timesteps: Annotated[int | None, typer.Option(help="Diffusion steps T \\[default: 1024].", show_default=False, rich_help_panel=DDPM)] = None,
     schedule: Annotated[str | None, typer.Option(help="Noise schedule: cosine or linear \\[default: cosine].", show_default=False, rich_help_panel=DDPM)] = None,
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="Self-attention after every U-Net block \\[default: off].", show_default=False, rich_help_panel=DDPM)] = None,
@@ -75,7 +79,8 @@ def train_command(
     per_model = {
         "vae": {"latent_dim": latent_dim, "arch": arch, "beta": beta, "base_width": base_width},
         "gan": {"latent_dim": latent_dim, "arch": arch, "loss": loss, "gp": gp, "disc_ratio": disc_ratio,
-                "layers": _layers(layers), "spectral_norm": spectral_norm},
+                "layers": _layers(layers), "spectral_norm": spectral_norm,
+                "bn_freeze_epoch": bn_freeze_epoch},
         "ddpm": {"timesteps": timesteps, "schedule": schedule, "attention": attention, "base_width": base_width},
     }
     foreign = sorted(
@@ -89,6 +94,7 @@ def train_command(
         "precision": precision, "compile": compile, "ema_decay": ema_decay, "dataset": dataset,
         "max_steps": max_steps, "time_budget": time_budget, "sample_every": sample_every,
         "checkpoint_every": checkpoint_every, "log_every": log_every, "options": per_model[name],
+        "eval_every": eval_every, "eval_n": eval_n, "eval_features": eval_features,
     }
     result = train(resolve_home(home), name, given, run_name=run, resume=resume, show_progress=not quiet)
     console.print(summary_table(result))

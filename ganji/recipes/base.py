@@ -109,6 +109,9 @@ class Recipe:
         finally:
             net.train(was_training)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called before the first step of every epoch (0-based), also when a run resumes mid-epoch."""
+
     def after_step(self, step: int) -> None:
         """Scheduler and EMA updates after optimiser step `step` (0-based)."""
         for sched in self.schedulers.values():

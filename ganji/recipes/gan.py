@@ -83,6 +83,11 @@ class GANRecipe(Recipe):
         self._g = self.nets["generator"]
         self._d = self.nets["discriminator"]
 
+    def set_epoch(self, epoch: int) -> None:
+        """G's BatchNorm: batch statistics until `bn_freeze_epoch` epochs are done, then frozen."""
+        freeze = self.cfg.options.bn_freeze_epoch
+        self._g.train(not (freeze and epoch >= freeze))
+
     def make_optimizers(self) -> None:
         o: GANOptions = self.cfg.options
         self.optimizers["generator"] = self.adam(self.nets["generator"].parameters(), self.cfg.lr, o.g_betas)

@@ -36,6 +36,11 @@ class GANOptions:
     disc_ratio: int = 5
     disc_acc_stop: float = 0.9
     spectral_norm: bool = False
+    # From this epoch on (1-based count of finished epochs; 0 = never), G's BatchNorm layers run in
+    # inference mode with their running statistics frozen. The study's code did this by accident:
+    # its epoch-end sampling called `self.eval()` under Lightning 2, which never switches back, so
+    # its generator trained that way from the second epoch on (and recovered from an early collapse).
+    bn_freeze_epoch: int = 1
     g_betas: tuple[float, float] = (0.0, 0.99)
     d_betas: tuple[float, float] = (0.9, 0.999)
 
@@ -70,6 +75,9 @@ class TrainConfig:
     max_steps: int = 0  # total steps of the run; 0: no limit
     time_budget: float = 0.0  # minutes; 0: no limit
     grid_n: int = 64  # images in each progress grid
+    eval_every: int = 0  # epochs between FID evaluations (0: off); the best checkpoint is kept
+    eval_n: int = 2000  # samples per evaluation
+    eval_features: str = "kanji"  # kanji | inception
     options: Any = None  # VAEOptions | GANOptions | DDPMOptions
 
     def __post_init__(self) -> None:
@@ -98,6 +106,9 @@ class TrainConfig:
             (self.max_steps >= 0, f"--max-steps must be >= 0 (got {self.max_steps})"),
             (self.time_budget >= 0, f"--time-budget must be >= 0 (got {self.time_budget})"),
             (self.grid_n >= 1, "--grid-n must be >= 1"),
+            (self.eval_every >= 0, f"--eval-every must be >= 0 (got {self.eval_every})"),
+            (self.eval_n >= 10, f"--eval-n must be at least 10 (got {self.eval_n})"),
+            (self.eval_features in ("kanji", "inception"), f"--eval-features must be kanji or inception (got {self.eval_features!r})"),
             (self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {self.device!r})"),
             (self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16 (got {self.precision!r})"),
         ]
@@ -114,6 +125,7 @@ class TrainConfig:
                 (o.arch in ("resnet", "dcgan"), f"--arch must be resnet or dcgan for the GAN (got {o.arch!r})"),
                 (o.loss in ("hinge", "wasserstein", "bce", "lsgan"), f"--loss must be hinge, wasserstein, bce or lsgan (got {o.loss!r})"),
                 (o.gp >= 0, "--gp must be >= 0"),
+                (o.bn_freeze_epoch >= 0, "--bn-freeze-epoch must be >= 0"),
                 (o.disc_ratio >= 1, "--disc-ratio must be at least 1"),
                 (len(o.layers) >= 1 and all(w >= 1 for w in o.layers), "--layers must be positive widths, e.g. 512,256,128,64"),
             ]

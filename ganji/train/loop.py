@@ -42,7 +42,7 @@ from ganji.recipes.base import Recipe
 from ganji.runs import Run
 from ganji.train.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
 from ganji.train.config import TrainConfig
-from ganji.train.device import Precision, choose_precision, peak_memory_mb, resolve_device, synchronize
+from ganji.train.device import Precision, choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
 from ganji.train.metrics_log import MetricsLog
 
 # How the DDPM's progress grids are drawn: DDIM with few steps, so that a grid costs seconds, not the
@@ -61,6 +61,7 @@ class TrainResult:
     images_per_second: float
     losses: dict[str, float]
     grids: list[Path] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=dict)  # lowest FID seen by --eval-every, and its step
 
 
 class NonFiniteLoss(Exception):
@@ -91,7 +92,7 @@ def build_recipe(cfg: TrainConfig, dataset_size: int, image_size: int, channels:
 
 
 class TrainLoop:
-    def __init__(self, run: Run, cfg: TrainConfig, dataset: Dataset, resume: bool, show_progress: bool = True) -> None:
+    def __init__(self, run: Run, cfg: TrainConfig, dataset: Dataset, resume: bool, show_progress: bool = True, home: Path | None = None) -> None:
         self.run = run
         self.cfg = cfg
         self.show_progress = show_progress
@@ -110,6 +111,13 @@ class TrainLoop:
         self.train_seconds = 0.0
         self.metrics = MetricsLog(run.metrics_path)
         self._bar: Progress | None = None
+        self.best: dict[str, float] = {}  # {"fid": ..., "step": ...} of best.safetensors
+        self.evaluator = None
+        if cfg.eval_every:
+            from ganji.metrics.during_training import TrainingEvaluator
+
+            # The run folder is <home>/runs/<model>/<run>: the feature cache lives in that home.
+            self.evaluator = TrainingEvaluator(home or run.path.parents[2], dataset, cfg.model, cfg.eval_n, cfg.eval_features, self.device)
         if resume:
             self._restore()
         else:
@@ -136,6 +144,8 @@ class TrainLoop:
                     "images_sha256": dataset.manifest.get("images_sha256"),
                 },
                 "parameters": self.recipe.parameter_counts(),
+                "device": device_name(self.device),
+                "precision": self.precision.name,
                 "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps,
                 "ganji": __version__,
@@ -153,13 +163,14 @@ class TrainLoop:
         self.recipe.load_state(ckpt, meta.get("schedulers", {}))
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
+        self.best = dict(meta.get("best") or {})
         torch.set_rng_state(ckpt.rng["cpu"])
         if self.device.type == "cuda" and "cuda" in ckpt.rng:
             torch.cuda.set_rng_state(ckpt.rng["cuda"], self.device)
         self.metrics.truncate_after(self.step)
 
     # -- checkpoints and grids -------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, path: Path | None = None) -> None:
         nets, emas, optimizers, schedulers = self.recipe.state()
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -174,8 +185,9 @@ class TrainLoop:
             "schedulers": schedulers,
             "config": self.cfg.to_json(),
             "data_range": list(self.recipe.data_range),
+            "best": self.best,
         }
-        save_checkpoint(self.run.checkpoint_path, CheckpointData(nets=nets, emas=emas, optimizers=optimizers, rng=rng, meta=meta))
+        save_checkpoint(path or self.run.checkpoint_path, CheckpointData(nets=nets, emas=emas, optimizers=optimizers, rng=rng, meta=meta))
 
     def save_grid(self) -> Path:
         extra: dict[str, Any] = dict(PREVIEW_SAMPLER) if self.cfg.model == "ddpm" else {}
@@ -191,6 +203,21 @@ class TrainLoop:
         path = self.run.samples_dir / f"step-{self.step:08d}.png"
         save_png(path, make_grid(to_uint8(images, low, high)))
         return path
+
+    def evaluate(self) -> dict[str, float]:
+        """FID & co. of the current EMA generator; a new lowest FID also writes best.safetensors."""
+        assert self.evaluator is not None
+        bar, task = self._bar, None
+        if bar is not None:
+            task = bar.add_task(f"evaluating ({self.cfg.eval_n} samples)", total=None, stats="")
+        scores = self.evaluator.score(self.recipe, self.step)
+        if task is not None:
+            bar.remove_task(task)
+        self.metrics.append({"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "eval": {**scores, "n": self.cfg.eval_n, **self.evaluator.sampler()}})
+        if not self.best or scores["fid"] < self.best["fid"]:
+            self.best = {"fid": scores["fid"], "step": self.step}
+            self.save_checkpoint(self.run.best_checkpoint_path)
+        return scores
 
     # -- 4. the steps ----------------------------------------------------------------------------
     def run_steps(self) -> TrainResult:
@@ -239,6 +266,7 @@ class TrainLoop:
                     epoch, i = divmod(self.step, spe)
                     if perm is None or i == 0:
                         perm = epoch_permutation(cfg.seed, epoch, self.n_images).to(self.device)
+                        recipe.set_epoch(epoch)
                     x = normalise(self.images[perm[i * B : (i + 1) * B]], recipe.data_range, self.precision)
                     losses = recipe.train_step(x)
                     recipe.after_step(self.step)
@@ -256,6 +284,8 @@ class TrainLoop:
                         since_pause = time.perf_counter()
                         if cfg.sample_every and done % cfg.sample_every == 0:
                             grids.append(self.save_grid())
+                        if self.evaluator is not None and done % cfg.eval_every == 0:
+                            last = {**last, "fid": self.evaluate()["fid"]}
                         if done % cfg.checkpoint_every == 0 and self.step < self.stop_step:
                             self.save_checkpoint()
                         since += time.perf_counter() - since_pause  # grids and checkpoints are not training time
@@ -286,6 +316,7 @@ class TrainLoop:
             images_per_second=rate,
             losses=last,
             grids=grids,
+            best=self.best,
         )
 
     def _describe(self) -> str:
@@ -354,13 +385,16 @@ def summary_table(result: TrainResult) -> Table:
     table.add_row("folder", str(result.run.path))
     if result.grids:
         table.add_row("latest grid", str(result.grids[-1]))
+    if result.best:
+        table.add_row("best FID", f"{result.best['fid']:.4g} at step {int(result.best['step']):,} (best.safetensors)")
     return table
 
 
 # Options that may change when a run is resumed; the rest define the run (changing the epochs would
 # change the learning-rate schedule planned at the start, so it makes a new run instead).
 RESUME_OVERRIDES = frozenset(
-    {"max_steps", "time_budget", "device", "precision", "compile", "sample_every", "checkpoint_every", "log_every"}
+    {"max_steps", "time_budget", "device", "precision", "compile", "sample_every", "checkpoint_every", "log_every",
+     "eval_every", "eval_n", "eval_features"}
 )
 
 
@@ -410,7 +444,7 @@ def train(
                 f"dataset {cfg.dataset!r} has changed since run {model}/{run.name} started (its sha256 differs): "
                 "resuming would train on other images; start a new run instead"
             )
-    loop = TrainLoop(run, cfg, dataset, resume=resume, show_progress=show_progress)
+    loop = TrainLoop(run, cfg, dataset, resume=resume, show_progress=show_progress, home=home)
     if resume and loop.step >= loop.stop_step:
         raise GanjiError(
             f"run {model}/{run.name} is already at step {loop.step} of {loop.stop_step}: nothing to resume "

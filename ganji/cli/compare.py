@@ -1,0 +1,124 @@
+"""`ganji compare`: every model's run side by side, as a table and a report folder with pictures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ganji.cli import app
+from ganji.cli.options import HomeOption
+from ganji.console import console, err_console
+from ganji.errors import GanjiError
+from ganji.home import resolve_home
+
+MODELS = ("vae", "gan", "ddpm")
+
+
+def parse_runs(text: str | None) -> dict[str, str | None]:
+    """'gan=r1,ddpm=r2' -> {vae: None, gan: r1, ddpm: r2} (None: the latest run)."""
+    runs: dict[str, str | None] = dict.fromkeys(MODELS)
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        model, sep, name = part.partition("=")
+        if not sep or model not in MODELS or not name:
+            raise GanjiError(f"--runs takes MODEL=RUN pairs separated by commas, e.g. gan=r1,ddpm=r2 (got {part!r})")
+        runs[model] = name
+    return runs
+
+
+def train_missing(home: Path, missing: list[str], preset: str, quiet: bool) -> None:
+    """Stage 1: train each missing model with the preset (its dataset prepared first)."""
+    from ganji.data.prepare import build_kanji, report
+    from ganji.data.store import is_prepared
+    from ganji.train.loop import summary_table, train
+    from ganji.train.presets import PRESETS, preset_dataset
+
+    name, size = preset_dataset(preset)
+    if not is_prepared(home, name):
+        err_console.print(f"preparing dataset [bold]{name}[/] ({size} px) for the {preset} preset")
+        report(build_kanji(home, name=name, size=size, progress=not quiet))
+    for model in missing:
+        err_console.print(f"training [bold]{model}[/] with the {preset} preset")
+        result = train(home, model, dict(PRESETS[preset][model]), run_name=preset, show_progress=not quiet)
+        if not quiet:
+            console.print(summary_table(result))
+
+
+def result_table(rows: list) -> Table:
+    table = Table(title="ganji compare")
+    cols = ("model", "configuration", "params", "epochs", "train min", "img/s", "device", "sample 10k s", "FID", "KID x1000", "prec.", "recall", "copies")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("model", "configuration", "device") else "right", overflow="fold")
+    for r in rows:
+        s = r.score
+        table.add_row(
+            r.model, r.config, f"{r.parameters:,}", f"{r.epochs:.3g}", f"{r.train_seconds / 60:.1f}", f"{r.images_per_s:,.1f}", r.device,
+            f"{r.sample_10k_seconds:,.1f}", f"{s.fid:.3f}", f"{s.kid:.2f}", f"{s.precision:.3f}", f"{s.recall:.3f}", f"{100 * s.novelty_copies:.1f}%",
+        )
+    return table
+
+
+@app.command("compare")
+def compare_command(
+    train: Annotated[str | None, typer.Option("--train", help="First train every model that has no run: quick (~15 min on 2 CPU cores, 32 px) or paper (100 epochs).", show_default=False)] = None,
+    runs: Annotated[str | None, typer.Option(help="Runs to compare, e.g. gan=r1,ddpm=r2 \\[default: each model's latest].", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("report"),
+    n: Annotated[int | None, typer.Option("--n", help="Samples per model for the metrics \\[default: 10000; 1000 with --train quick].", show_default=False)] = None,
+    features: Annotated[str, typer.Option(help="Feature network: kanji (offline) or inception.")] = "kanji",
+    sampler: Annotated[str, typer.Option(help="DDPM sampler for the metrics and pictures: ddim or ddpm (all T steps).")] = "ddim",
+    steps: Annotated[int | None, typer.Option(help="DDIM steps \\[default: 50; 20 with --train quick].", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed (the same for every model).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model) instead of the table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """The study: train (optionally), measure and picture every model side by side."""
+    from ganji.features.extractors import EXTRACTORS, load_extractor
+    from ganji.home import cache_dir
+    from ganji.report.study import measure, missing_models, write_report
+    from ganji.train.device import resolve_device
+    from ganji.train.presets import PRESET_DDIM_STEPS, PRESET_EVAL_N, PRESETS
+
+    if train is not None and train not in PRESETS:
+        raise GanjiError(f"--train must be quick or paper (got {train!r})")
+    if features not in EXTRACTORS:
+        raise GanjiError(f"--features must be one of {', '.join(EXTRACTORS)} (got {features!r})")
+    if sampler not in ("ddpm", "ddim"):
+        raise GanjiError(f"--sampler must be ddpm or ddim (got {sampler!r})")
+    n = n if n is not None else PRESET_EVAL_N[train or "paper"]
+    steps = steps if steps is not None else PRESET_DDIM_STEPS[train or "paper"]
+    if n < 10:
+        raise GanjiError(f"--n must be at least 10 (got {n})")
+    root = resolve_home(home)
+    wanted = parse_runs(runs)
+    extractor = load_extractor(features, resolve_device(device), cache_dir(root))  # fail early: before any training
+    missing = missing_models(root, wanted)
+    if missing and train is not None:
+        train_missing(root, missing, train, quiet)
+        missing = missing_models(root, wanted)
+    for m in missing:
+        err_console.print(f"no {m} run yet, left out of the comparison: train one with `ganji train {m}` (or `ganji compare --train quick`)")
+    present = {m: r for m, r in wanted.items() if m not in missing}
+    if not present:
+        raise GanjiError("no trained runs to compare: run `ganji compare --train quick` (or `ganji train MODEL`) first")
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err_console, disable=quiet)
+
+    def track(description: str, total: int):
+        task = progress.add_task(description, total=total)
+        return lambda k: progress.advance(task, k)
+
+    with progress:
+        rows, pictures = measure(root, present, extractor, n, sampler=sampler, steps=steps, seed=seed, device=device, track=track)
+    files = write_report(out, rows, pictures, train, missing)
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    console.print(result_table(rows))
+    console.print(f"report: {files[0]} (+ {', '.join(f.name for f in files[1:])})")

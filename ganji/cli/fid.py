@@ -1,0 +1,105 @@
+"""`ganji fid`: FID, KID, precision/recall and novelty of trained runs or of any folder of images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ganji.cli import app
+from ganji.cli.options import HomeOption
+from ganji.cli.train import Model
+from ganji.console import console, err_console
+from ganji.errors import GanjiError
+from ganji.home import resolve_home
+
+_PANEL_WHAT = "What to measure"
+_PANEL_HOW = "How"
+
+
+def score_table(scores: list) -> Table:
+    table = Table(title="Sample quality (lower FID/KID is better; higher precision/recall; copies should be ~0%)")
+    for col in ("model", "run", "n", "features", "FID", "KID x1000", "precision", "recall", "copies", "seconds"):
+        table.add_column(col, justify="left" if col in ("model", "run", "features") else "right")
+    for s in scores:
+        table.add_row(
+            s.model, s.run or str(s.details.get("folder", "")), f"{s.n:,}", s.extractor, f"{s.fid:.3f}",
+            f"{s.kid:.3f} ± {s.kid_std:.3f}", f"{s.precision:.3f}", f"{s.recall:.3f}",
+            f"{100 * s.novelty_copies:.1f}%", f"{s.seconds:.1f}",
+        )
+    return table
+
+
+@app.command("fid")
+def fid_command(
+    model: Annotated[Model | None, typer.Argument(help="Model whose latest (or --run) run to measure.", show_default=False)] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Every model that has a run.", rich_help_panel=_PANEL_WHAT)] = False,
+    images: Annotated[Path | None, typer.Option("--images", help="Score a folder (or zip) of images from anywhere instead.", show_default=False, rich_help_panel=_PANEL_WHAT)] = None,
+    run: Annotated[str | None, typer.Option(help="Run name \\[default: the latest run of the model].", show_default=False, rich_help_panel=_PANEL_WHAT)] = None,
+    dataset: Annotated[str, typer.Option(help="With --images: the dataset to compare against.", rich_help_panel=_PANEL_WHAT)] = "kanji",
+    invert: Annotated[bool | None, typer.Option("--invert/--no-invert", help="With --images: invert every image / none \\[default: detect dark ink per image].", show_default=False, rich_help_panel=_PANEL_WHAT)] = None,
+    n: Annotated[int, typer.Option("--n", help="Samples to generate (and real images to compare with, at most the dataset's size).", rich_help_panel=_PANEL_HOW)] = 10_000,
+    features: Annotated[str, typer.Option(help="Feature network: kanji (shipped, offline) or inception (FID's standard; downloads once).", rich_help_panel=_PANEL_HOW)] = "kanji",
+    inception_weights: Annotated[Path | None, typer.Option(help="pytorch-fid's pt_inception-2015-12-05 .pth (or .safetensors) file.", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    sampler: Annotated[str, typer.Option(help="DDPM only: ddpm (all T steps) or ddim.", rich_help_panel=_PANEL_HOW)] = "ddpm",
+    steps: Annotated[int | None, typer.Option(help="DDPM with --sampler ddim: steps \\[default: 50].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.", rich_help_panel=_PANEL_HOW)] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images generated at once.", rich_help_panel=_PANEL_HOW)] = 250,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_PANEL_HOW)] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model) instead of a table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Measure how real (and how novel) generated kanji are, with one protocol for every model."""
+    from ganji.features.extractors import EXTRACTORS, load_extractor
+    from ganji.home import cache_dir
+    from ganji.metrics.protocol import evaluate_folder, evaluate_run
+    from ganji.runs import list_runs
+    from ganji.train.device import resolve_device
+
+    chosen = sum([model is not None, all_models, images is not None])
+    if chosen != 1:
+        raise GanjiError("say what to measure: a model (vae, gan or ddpm), --all, or --images DIR (one of them)")
+    if run is not None and model is None:
+        raise GanjiError("--run names one model's run: give the model too (e.g. `ganji fid ddpm --run NAME`)")
+    if features not in EXTRACTORS:
+        raise GanjiError(f"--features must be one of {', '.join(EXTRACTORS)} (got {features!r})")
+    if n < 10:
+        raise GanjiError(f"--n must be at least 10 for the metrics to mean anything (got {n})")
+    root = resolve_home(home)
+    if all_models:
+        models = [m.value for m in Model if list_runs(root, m.value)]
+        missing = [m.value for m in Model if m.value not in models]
+        if not models:
+            raise GanjiError("no trained runs yet: train one with `ganji train vae|gan|ddpm`")
+        for m in missing:
+            err_console.print(f"no {m} run yet, skipped (train one with `ganji train {m}`)")
+    else:
+        models = [model.value] if model is not None else []
+    extractor = load_extractor(features, resolve_device(device), cache_dir(root), inception_weights)
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err_console, disable=quiet, transient=False,
+    )
+
+    def track(description: str, total: int):
+        task = progress.add_task(description, total=total)
+        return lambda k: progress.advance(task, k)
+
+    scores = []
+    with progress:
+        if images is not None:
+            scores.append(evaluate_folder(root, images, dataset, extractor, n, invert, track))
+        for m in models:
+            scores.append(
+                evaluate_run(root, m, run, extractor, n, seed=seed, sampler=sampler, steps=steps, batch_size=batch_size, device=device, track=track)
+            )
+    if as_json:
+        typer.echo(json.dumps([s.to_json() for s in scores], indent=2))
+    else:
+        console.print(score_table(scores))

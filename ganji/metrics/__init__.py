@@ -1,0 +1,1 @@
+"""Sample-quality metrics on feature vectors: FID, KID, precision/recall and novelty (copies)."""

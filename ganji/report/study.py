@@ -1,0 +1,200 @@
+"""`ganji compare`: the GANji study's comparison, reproduced by one command.
+
+Stages: (1) find each model's run (latest, or the one named), training the missing ones first with a
+preset when asked; (2) measure each run with the same protocol as `ganji fid`; (3) write the report:
+`comparison.md`, `comparison.json`, `samples.png`, `progress.png`, `training.png`, `neighbours.png`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganji.atomic import write_json_atomic, write_text_atomic
+from ganji.errors import GanjiError
+from ganji.metrics.protocol import Score, Track, _no_track, evaluate_run
+from ganji.report.figures import ModelPictures, neighbours_figure, progress_figure, samples_figure, training_figure
+from ganji.runs import Run, find_run, list_runs
+from ganji.train.checkpoint import load_checkpoint
+from ganji.train.config import TrainConfig
+from ganji.train.metrics_log import MetricsLog
+
+MODELS = ("vae", "gan", "ddpm")
+SAMPLE_COUNT = 36  # images per model in samples.png
+NEIGHBOURS = 6
+
+
+@dataclass
+class RunSummary:
+    """One row of the comparison."""
+
+    model: str
+    run: str
+    config: str
+    parameters: int
+    epochs: float
+    train_seconds: float
+    images_per_s: float
+    device: str
+    sample_10k_seconds: float
+    score: Score
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.score
+        return {
+            "model": self.model, "run": self.run, "config": self.config, "parameters": self.parameters,
+            "epochs": round(self.epochs, 3), "train_seconds": round(self.train_seconds, 1), "images_per_s": round(self.images_per_s, 2),
+            "device": self.device, "sample_10k_seconds": round(self.sample_10k_seconds, 2), "n": s.n, "extractor": s.extractor,
+            "fid": s.fid, "kid": s.kid, "kid_std": s.kid_std, "precision": s.precision, "recall": s.recall,
+            "novelty_copies": s.novelty_copies, "nn_distance": s.nn_distance, "sampler": s.details.get("sampler"),
+            "sampler_steps": s.details.get("steps"),
+        }
+
+
+def describe_config(cfg: TrainConfig, size: int) -> str:
+    o = cfg.options
+    if cfg.model == "vae":
+        what = f"{o.arch}, latent {o.latent_dim}, width {o.base_width}"
+    elif cfg.model == "gan":
+        what = f"{o.arch}, {o.loss} + gp {o.gp:g}, layers {'-'.join(map(str, o.layers))}, D ratio {o.disc_ratio}"
+    else:
+        what = f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, T={o.timesteps} {o.schedule}"
+    return f"{what}; {size} px, batch {cfg.batch_size}, {cfg.epochs} epochs"
+
+
+def missing_models(home: Path, runs: dict[str, str | None]) -> list[str]:
+    return [m for m in runs if runs[m] is None and not list_runs(home, m)]
+
+
+def _training_facts(run: Run) -> dict[str, Any]:
+    """Parameters, epochs, wall time, throughput and device of a run, from its own files."""
+    try:
+        saved = json.loads(run.config_path.read_text("utf-8"))
+        cfg = TrainConfig.from_json(saved["config"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise GanjiError(f"{run.config_path} is not a readable run config ({exc.__class__.__name__})") from None
+    meta = load_checkpoint(run.checkpoint_path).meta if run.checkpoint_path.is_file() else {}
+    step = int(meta.get("step", 0))
+    seconds = float(meta.get("train_seconds", 0.0))
+    size = int((saved.get("dataset") or {}).get("size", meta.get("image_size", 0)))
+    return {
+        "config": describe_config(cfg, size),
+        "parameters": int(sum((saved.get("parameters") or {}).values())),
+        "epochs": float(meta.get("epoch", 0.0)),
+        "train_seconds": seconds,
+        "images_per_s": step * cfg.batch_size / seconds if seconds > 0 else 0.0,
+        "device": str(saved.get("device", "unknown")),
+    }
+
+
+def measure(
+    home: Path,
+    runs: dict[str, str | None],
+    extractor: Any,
+    n: int,
+    *,
+    sampler: str = "ddim",
+    steps: int | None = 50,
+    seed: int = 0,
+    device: str = "auto",
+    track: Track = _no_track,
+) -> tuple[list[RunSummary], list[ModelPictures]]:
+    """Stage 2: the metrics and the pictures' material for every model that has a run."""
+    from ganji.sampling import generate, load_model
+
+    rows: list[RunSummary] = []
+    pictures: list[ModelPictures] = []
+    for model, name in runs.items():
+        run = find_run(home, model, name)
+        extras: dict[str, Any] = {}
+        score = evaluate_run(
+            home, model, run.name, extractor, n, seed=seed, sampler=sampler, steps=steps if model == "ddpm" else None,
+            device=device, track=track, extras=extras,
+        )
+        facts = _training_facts(run)
+        sample_s = float(score.details.get("sample_seconds", 0.0)) / n * 10_000
+        rows.append(RunSummary(model=model, run=run.name, sample_10k_seconds=sample_s, score=score, **facts))
+        # The same seed for every model's grid; neighbours of the first few samples.
+        loaded = load_model(home, model, run.name, None, device)
+        kw = {"sampler": sampler, "steps": steps} if model == "ddpm" else {}
+        samples = generate(loaded, SAMPLE_COUNT, seed=seed, **kw)
+        feats = extras["features"][:NEIGHBOURS]
+        train_feats = torch.from_numpy(np.ascontiguousarray(extras["training_features"]))
+        nearest_rows = torch.cdist(torch.from_numpy(feats), train_feats).argmin(dim=1)
+        nearest = extras["dataset"].images[nearest_rows]
+        grids = sorted(run.samples_dir.glob("step-*.png")) if run.samples_dir.is_dir() else []
+        pictures.append(
+            ModelPictures(
+                model=model,
+                label=f"{model} (run {run.name}, epoch {facts['epochs']:.3g})",
+                samples=samples,
+                grids=grids,
+                records=MetricsLog(run.metrics_path).read(),
+                # The evaluation's own samples, whose features were searched.
+                neighbours=(extras["images"][:NEIGHBOURS], nearest),
+            )
+        )
+    return rows, pictures
+
+
+def write_report(out: Path, rows: list[RunSummary], pictures: list[ModelPictures], preset: str | None, missing: list[str]) -> list[Path]:
+    """Stage 3: the report folder. Returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    samples_figure(pictures, out / "samples.png")
+    progress_figure(pictures, out / "progress.png")
+    training_figure(pictures, out / "training.png")
+    neighbours_figure(pictures, out / "neighbours.png", NEIGHBOURS)
+    devices = sorted({r.device for r in rows})
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    write_json_atomic(out / "comparison.json", {"date": stamp, "preset": preset, "devices": devices, "missing": missing,
+                                                "models": [r.to_json() for r in rows]})
+    write_text_atomic(out / "comparison.md", markdown(rows, preset, devices, stamp, missing))
+    return [out / f for f in ("comparison.md", "comparison.json", "samples.png", "progress.png", "training.png", "neighbours.png")]
+
+
+def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], stamp: str, missing: list[str]) -> str:
+    first = rows[0].score
+    lines = [
+        "# ganji comparison",
+        "",
+        f"Generated by `ganji compare` on {stamp}; trained on {', '.join(devices)}"
+        + (f" with the `{preset}` preset" if preset else "") + ".",
+        f"Metrics: {first.n:,} samples per model against the {first.dataset!r} dataset, {first.extractor} features "
+        "(FID/KID: lower is better; precision/recall: higher; copies: share of samples nearer a training kanji "
+        "than real kanji are to each other).",
+        "",
+        "| model | configuration | parameters | epochs | training | img/s | sample 10k | FID | KID x1000 | precision | recall | copies |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        s = r.score
+        sampler = f" ({s.details['sampler']}-{s.details['steps']})" if r.model == "ddpm" else ""
+        lines.append(
+            f"| {r.model} | {r.config} | {r.parameters:,} | {r.epochs:.3g} | {r.train_seconds / 60:.1f} min | {r.images_per_s:,.1f} | "
+            f"{r.sample_10k_seconds:,.1f} s{sampler} | {s.fid:.3f} | {s.kid:.3f} ± {s.kid_std:.3f} | {s.precision:.3f} | {s.recall:.3f} | "
+            f"{100 * s.novelty_copies:.1f}% |"
+        )
+    if missing:
+        lines += ["", "Not compared (no run): " + ", ".join(f"{m} (train one with `ganji train {m}`)" for m in missing) + "."]
+    lines += [
+        "",
+        "## Samples (same seed for every model)",
+        "![samples](samples.png)",
+        "",
+        "## Over training",
+        "![progress](progress.png)",
+        "",
+        "![training curves](training.png)",
+        "",
+        "## Nearest training kanji",
+        "![neighbours](neighbours.png)",
+        "",
+    ]
+    return "\n".join(lines)
