@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inception-weights", type=Path, default=None)
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table (for the README)")
     args = ap.parse_args(argv)
     home = resolve_home(args.home)
     data = load_dataset(home, args.dataset).images
@@ -71,12 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title=f"metrics on {args.dataset} halves ({half:,} vs {half:,} images, {extractor.name} features)")
     for col in ("generated side", "FID", "KID x1000", "precision", "recall", "copies", "NN dist"):
         table.add_column(col, justify="left" if col == "generated side" else "right")
+    rows = []
     for name, images in variants(b, a):
         s = score_features(real, extractor.features(images))
-        table.add_row(name, f"{s['fid']:.3f}", f"{s['kid']:.3f} ± {s['kid_std']:.3f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}",
-                      f"{100 * s['novelty_copies']:.1f}%", f"{s['nn_distance']:.2f}")
+        rows.append((name, f"{s['fid']:.3f}", f"{s['kid']:.3f} ± {s['kid_std']:.3f}", f"{s['precision']:.3f}",
+                     f"{s['recall']:.3f}", f"{100 * s['novelty_copies']:.1f}%", f"{s['nn_distance']:.2f}"))
+    footer = f"{time.perf_counter() - start:.0f} s on {extractor.device}"
+    if args.markdown:
+        print(f"| {' | '.join(str(col.header) for col in table.columns)} |")
+        print("|" + "---|" * len(table.columns))
+        for row in rows:
+            print(f"| {' | '.join(row)} |")
+        print(f"\n{table.title}; {footer}.")
+        return 0
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
-    console.print(f"{time.perf_counter() - start:.0f} s on {extractor.device}")
+    console.print(footer)
     return 0
 
 
