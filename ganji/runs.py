@@ -7,6 +7,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ganji.errors import GanjiError
 from ganji.home import runs_dir
@@ -86,6 +87,19 @@ def find_run(home: Path, model: str, name: str | None = None) -> Run:
     if not runs:
         raise GanjiError(f"no trained {model} run in {runs_dir(home) / model}: train one with `ganji train {model}`")
     return runs[-1]
+
+
+def read_run_config(run: Run) -> dict[str, Any]:
+    """A run's config.json as written by `ganji train`; a clear error if it was damaged or edited badly."""
+    try:
+        data = json.loads(run.config_path.read_text("utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise ValueError("no 'config' object")
+        if not isinstance(data.get("dataset", {}), dict):
+            raise ValueError("'dataset' is not an object")
+        return data
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GanjiError(f"{run.config_path} is not a valid run config ({exc})") from None
 
 
 def create_run(home: Path, model: str, name: str | None) -> Run:

@@ -18,7 +18,7 @@ from ganji.errors import GanjiError
 from ganji.images import to_uint8
 from ganji.recipes import recipe_class
 from ganji.recipes.base import Recipe
-from ganji.runs import find_run
+from ganji.runs import Run, find_run, read_run_config
 from ganji.train.checkpoint import load_checkpoint
 from ganji.train.config import TrainConfig
 from ganji.train.device import choose_precision, resolve_device
@@ -45,6 +45,7 @@ def load_model(
     precision: str = "auto",
 ) -> LoadedModel:
     """A recipe with the weights (and EMA weights) of a run's checkpoint, ready to sample."""
+    run = None
     if checkpoint is None:
         run = find_run(home, model, run_name)
         checkpoint, run_name = run.checkpoint_path, run.name
@@ -56,15 +57,42 @@ def load_model(
         raise GanjiError(f"{checkpoint} is a {meta.get('model')!r} checkpoint, not a {model} one")
     try:
         cfg = TrainConfig.from_json(meta["config"])
-        size, channels = int(meta["image_size"]), int(meta["channels"])
+        size, channels, step = int(meta["image_size"]), int(meta["channels"]), int(meta.get("step", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise GanjiError(f"{checkpoint} lacks its configuration ({exc})") from None
+    if run is not None:
+        _check_run_matches(run, checkpoint, size, channels)
     dev = resolve_device(device)
     # Compilation pays off over long training, not for one sampling call.
     prec = choose_precision(model, dev, precision, compile=False)
     recipe = recipe_class(model)(cfg, size, channels, 1, prec)
     recipe.load_state(ckpt, {}, weights_only=True)
-    return LoadedModel(recipe, model, run_name or checkpoint.stem, Path(checkpoint), int(meta.get("step", 0)), meta)
+    return LoadedModel(recipe, model, run_name or checkpoint.stem, Path(checkpoint), step, meta)
+
+
+def _check_run_matches(run: Run, checkpoint: Path, size: int, channels: int) -> None:
+    """A run's checkpoint must be the run's own: same model and image shape as its config.json says.
+
+    A damaged or badly edited config.json is an error too (the run folder is not what `ganji train`
+    left); `--checkpoint FILE` samples from a checkpoint alone.
+    """
+    hint = f"; to sample from the checkpoint alone, pass --checkpoint {checkpoint}"
+    try:
+        saved = read_run_config(run)
+        TrainConfig.from_json(saved["config"])
+    except GanjiError as exc:
+        raise GanjiError(f"{exc}{hint}") from None
+    if saved["config"].get("model") != run.model:
+        raise GanjiError(f"{run.config_path} describes a {saved['config'].get('model')!r} run, not a {run.model} one{hint}")
+    data = saved.get("dataset") or {}
+    for key, have in (("size", size), ("channels", channels)):
+        want = data.get(key)
+        if want is not None and want != have:
+            what = "px images" if key == "size" else "channels"
+            raise GanjiError(
+                f"{checkpoint} is for {have} {what}, but run {run.model}/{run.name} was trained on {want} {what} "
+                f"(its config.json): the checkpoint belongs to another run"
+            )
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -115,7 +143,7 @@ def generate(
     For the DDPM, `sampler` picks the 1024-step ancestral sampler or DDIM with `steps` steps and
     `eta`; interpolation uses deterministic DDIM (eta 0) so that nearby noise gives nearby images.
     """
-    steps = check_request(loaded, n, batch_size, sampler, steps, interpolate)
+    steps = check_request(loaded, n, batch_size, sampler, steps, interpolate, eta)
     recipe = loaded.recipe
     kwargs: dict[str, Any] = {}
     if loaded.model == "ddpm":
@@ -137,7 +165,7 @@ def generate(
 
 
 def check_request(
-    loaded: LoadedModel, n: int, batch_size: int, sampler: str, steps: int | None, interpolate: int = 0
+    loaded: LoadedModel, n: int, batch_size: int, sampler: str, steps: int | None, interpolate: int = 0, eta: float = 0.0
 ) -> int | None:
     """Validate a sampling request before any work starts; returns the DDIM step count to use.
 
@@ -149,6 +177,8 @@ def check_request(
         raise GanjiError(f"--batch-size must be at least 1 (got {batch_size})")
     if sampler not in SAMPLERS:
         raise GanjiError(f"--sampler must be ddpm or ddim (got {sampler!r})")
+    if not (math.isfinite(eta) and eta >= 0):
+        raise GanjiError(f"--eta must be a number >= 0 (got {eta})")
     if loaded.model == "ddpm" and (sampler == "ddim" or interpolate > 1):
         limit = loaded.recipe.schedule.timesteps
         steps = min(50, limit) if steps is None else steps

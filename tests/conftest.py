@@ -59,3 +59,24 @@ def make_font(path: Path, glyphs: dict[int, Box | None], upem: int = 1000, cff: 
     fb.setupPost()
     fb.save(str(path))
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_load_only_with_weights_only():
+    """A runtime guard for the whole session: torch.load without weights_only=True fails the test.
+
+    Unpickling runs whatever code a file holds; tests/test_no_pickle.py checks the source statically,
+    this catches any call the tests actually make (ganji's or a library's).
+    """
+    import torch
+
+    real_load = torch.load
+
+    def guarded_load(*args, **kwargs):
+        if kwargs.get("weights_only") is not True:
+            raise AssertionError("torch.load called without weights_only=True: that would unpickle arbitrary code")
+        return real_load(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "load", guarded_load)
+        yield

@@ -73,6 +73,12 @@ def test_kid_grows_with_blur_and_is_near_zero_between_halves(halves, extract) ->
     assert kid_clean < kids[0] < kids[1] < kids[2], (kid_clean, kids)
 
 
+def test_kid_std_is_informative_when_n_is_below_the_subset_size(halves, extract) -> None:
+    a, b = extract(halves[0][:100]), extract(halves[1][:100])
+    mean, std = kernel_distance(a, b, subsets=20, subset_size=1000)  # subsets of 50: they differ
+    assert std > 0 and abs(mean) < 10 * std
+
+
 def test_precision_falls_with_blur_and_a_collapsed_set_has_low_recall(halves, extract) -> None:
     a, b = extract(halves[0]), extract(halves[1])
     p_clean, r_clean = precision_recall(a, b)

@@ -26,6 +26,8 @@ def _writable_target(path: Path, what: str) -> Path:
         raise GanjiError(f"cannot create {folder}: {exc.strerror}") from None
     if not folder.is_dir():
         raise GanjiError(f"{folder} is not a folder")
+    if what == "file" and path.is_dir():
+        raise GanjiError(f"{path} is a folder: give the grid a file name, such as {path / 'samples.png'}")
     import os
 
     if not os.access(folder, os.W_OK):
@@ -68,7 +70,7 @@ def sample_command(
     if out_dir is not None:
         _writable_target(out_dir, "folder")
     loaded = load_model(resolve_home(home), model.value, run, checkpoint, device)
-    steps = check_request(loaded, n, batch_size, sampler, steps, interpolate)
+    steps = check_request(loaded, n, batch_size, sampler, steps, interpolate, eta)
     if model.value == "ddpm" and interpolate > 1:
         sampler = "ddim"  # interpolation walks the noise through the deterministic sampler
     calls = model_calls_per_image(loaded, sampler, steps)

@@ -7,6 +7,15 @@ made bright: an image whose one-pixel border is mostly bright (paper) is inverte
 Anything that is not a readable image is skipped and counted, never fatal. Zip members are read in
 memory, never extracted; members that would escape a folder (absolute paths, `..`) and zip bombs are
 refused outright. Pillow's decompression-bomb guard stays on: such images are skipped and listed.
+
+Zip bombs are caught twice. Before anything is read, from the sizes the archive declares: one entry
+over MAX_MEMBER_BYTES, or inflating over MAX_RATIO times its compressed size, or all the image
+entries together over MAX_RATIO times the zip's own size (overlapping entries share their compressed
+bytes), or over MAX_TOTAL_BYTES. Then while reading, since declared sizes can lie: entries are
+inflated in chunks, never in one call, and the bytes actually produced are capped per entry and in
+total. Only stored and deflated image entries are read: bzip2 and LZMA cannot be inflated with a
+bound on their output. An entry that fails its CRC check (such as a bomb that understates its size)
+makes the whole archive refused: it is damaged or forged.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import io
 import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -28,6 +38,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_MEMBER_BYTES = 64 * 2**20  # one image larger than this, uncompressed, is no glyph picture
 MAX_RATIO = 100  # deflate ratios beyond this are a zip bomb's signature, not an image's...
 RATIO_FLOOR = 2**20  # ...once the member is big enough to matter (a blank 100 KB BMP compresses 300x)
+TOTAL_RATIO_FLOOR = 64 * 2**20  # the same ratio for all the images of a zip together, past this size
+MAX_TOTAL_BYTES = 16 * 2**30  # bytes inflated from one zip, all images together, declared or real
+READ_CHUNK = 2**20  # zip entries are inflated this much at a time
+COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 
 Reader = Callable[[], bytes]
 
@@ -38,7 +52,7 @@ class ImportResult:
     files: list[str]  # relative posix paths of the images kept, in order
     skipped_non_images: int = 0
     skipped_unreadable: list[str] = field(default_factory=list)  # corrupt, truncated, empty
-    skipped_too_large: list[str] = field(default_factory=list)  # Pillow's decompression-bomb guard
+    skipped_too_large: list[str] = field(default_factory=list)  # Pillow's decompression-bomb guard, huge files
     inverted: int = 0
 
 
@@ -56,6 +70,16 @@ def safe_member(name: str) -> bool:
     path = PurePosixPath(posix)
     drive = path.parts[0] if path.parts else ""
     return not (posix.startswith("/") or ".." in path.parts or ":" in drive)
+
+
+class TooLarge(Exception):
+    """A file too large to be a glyph picture: skipped and listed, like Pillow's decompression bombs."""
+
+
+def _read_file(path: Path) -> bytes:
+    if path.stat().st_size > MAX_MEMBER_BYTES:
+        raise TooLarge(path.name)
+    return path.read_bytes()
 
 
 def _folder_files(source: Path) -> list[tuple[str, Path]]:
@@ -77,7 +101,7 @@ def iter_sources(source: Path) -> Iterator[tuple[str, Reader | None]]:
     """
     if source.is_dir():
         for rel, path in _folder_files(source):
-            yield rel, (path.read_bytes if _is_image_name(rel) else None)
+            yield rel, ((lambda p=path: _read_file(p)) if _is_image_name(rel) else None)
         return
     if not source.is_file():
         raise GanjiError(f"{source} does not exist")
@@ -90,8 +114,11 @@ def iter_sources(source: Path) -> Iterator[tuple[str, Reader | None]]:
         # Check every member before reading any, so a bad archive is refused as a whole.
         for info in infos:
             check_member(source, info)
+        check_archive(source, infos)
+        budget = [MAX_TOTAL_BYTES]
         for info in infos:
-            yield info.filename, ((lambda i=info: archive.read(i)) if _is_image_name(info.filename) else None)
+            reader = (lambda i=info: read_member(source, archive, i, budget)) if _is_image_name(info.filename) else None
+            yield info.filename, reader
 
 
 def check_member(source: Path, info: zipfile.ZipInfo) -> None:
@@ -104,6 +131,47 @@ def check_member(source: Path, info: zipfile.ZipInfo) -> None:
             f"refusing {source}: entry {info.filename!r} expands to {info.file_size:,} bytes "
             f"({ratio:,.0f}x its compressed size): a zip bomb?"
         )
+    if _is_image_name(info.filename) and info.compress_type not in COMPRESSIONS:
+        raise GanjiError(
+            f"refusing {source}: entry {info.filename!r} uses compression method {info.compress_type}, which "
+            "cannot be inflated with a size limit; re-pack the zip with ordinary (deflate) compression"
+        )
+
+
+def check_archive(source: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse archives whose images together expand absurdly (e.g. many entries sharing one blob)."""
+    total = sum(i.file_size for i in infos if _is_image_name(i.filename))
+    ratio = total / max(source.stat().st_size, 1)
+    if total > MAX_TOTAL_BYTES or (total > TOTAL_RATIO_FLOOR and ratio > MAX_RATIO):
+        raise GanjiError(
+            f"refusing {source}: its images expand to {total:,} bytes in all ({ratio:,.0f}x the zip's size): a zip bomb?"
+        )
+
+
+def read_member(source: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int]) -> bytes:
+    """One entry's bytes, inflated a chunk at a time and capped, whatever its header claims.
+
+    `budget` is what may still be inflated from this archive (all entries together); it shrinks.
+    """
+    limit = min(info.file_size, MAX_MEMBER_BYTES)
+    out = bytearray()
+    try:
+        with archive.open(info) as f:
+            while chunk := f.read(READ_CHUNK):
+                out += chunk
+                budget[0] -= len(chunk)
+                if len(out) > limit:
+                    raise GanjiError(
+                        f"refusing {source}: entry {info.filename!r} inflates past its declared {info.file_size:,} bytes: a zip bomb?"
+                    )
+                if budget[0] < 0:
+                    raise GanjiError(f"refusing {source}: its images inflate to more than {MAX_TOTAL_BYTES:,} bytes: a zip bomb?")
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise GanjiError(
+            f"refusing {source}: entry {info.filename!r} is damaged or lies about its size ({exc}): "
+            "a zip bomb, or a broken download?"
+        ) from None
+    return bytes(out)
 
 
 def decode(data: bytes, channels: int) -> Image.Image:
@@ -184,7 +252,17 @@ def import_images(
             result.skipped_non_images += 1
             continue
         try:
-            chw = to_square(decode(read(), channels), size)
+            data = read()  # a zip bomb or a damaged zip raises GanjiError: the whole import stops
+        except TooLarge:
+            result.skipped_too_large.append(name)
+            continue
+        except GanjiError:
+            raise
+        except Exception:  # noqa: BLE001 - unreadable (permissions, vanished, an encrypted zip entry)
+            result.skipped_unreadable.append(name)
+            continue
+        try:
+            chw = to_square(decode(data, channels), size)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             result.skipped_too_large.append(name)
             continue

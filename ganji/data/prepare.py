@@ -35,6 +35,8 @@ from ganji.images import make_grid, save_png
 DEFAULT_NAME = "kanji"
 SOURCES = ("kanji", "mnist", "cifar10")
 PREVIEW_COUNT = 64
+MAX_SIZE = 1024  # pixels: the paper trains at 64; past this a dataset no longer fits in memory
+MODEL_MULTIPLE = 16  # the models halve the image four times
 
 
 @dataclass
@@ -62,6 +64,8 @@ def check_size(size: int) -> None:
         raise GanjiError(f"--size must be a positive number of pixels (got {size})")
     if size < 8:
         raise GanjiError(f"--size must be at least 8 pixels (got {size})")
+    if size > MAX_SIZE:
+        raise GanjiError(f"--size must be at most {MAX_SIZE} pixels (got {size})")
 
 
 def check_limit(limit: int | None) -> None:
@@ -74,9 +78,17 @@ def _building(home: Path, name: str) -> Iterator[Path]:
     """A temporary folder to build dataset `name` in, moved into place when the block succeeds."""
     final = dataset_path(home, name)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=final.parent))
     try:
-        yield tmp
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=final.parent))
+    except OSError as exc:  # a read-only or full home: name the dataset, not a temporary folder
+        raise OSError(exc.errno, exc.strerror, str(final)) from None
+    try:
+        try:
+            yield tmp
+        except OSError as exc:  # name the dataset's file, not its temporary build folder
+            if exc.errno is None or not exc.filename or not Path(exc.filename).is_relative_to(tmp):
+                raise
+            raise OSError(exc.errno, exc.strerror, str(final / Path(exc.filename).relative_to(tmp))) from None
         # mkdtemp makes the folder private (0700); a dataset should follow the user's umask instead.
         umask = os.umask(0)
         os.umask(umask)
@@ -229,6 +241,11 @@ def build_folder(
                    f"{len(result.skipped_too_large)} too large",
         "inverted": f"{result.inverted} of {len(result.files)}",
     }
+    # Name the files that were skipped, so a damaged file is never dropped silently.
+    if result.skipped_unreadable:
+        details["unreadable (skipped)"] = _some(result.skipped_unreadable)
+    if result.skipped_too_large:
+        details["too large (skipped)"] = _some(result.skipped_too_large)
     return Prepared(name, dataset_path(home, name), manifest, time.perf_counter() - start, details=details)
 
 
@@ -267,6 +284,11 @@ def build_torchvision(
     return Prepared(name, dataset_path(home, name), manifest, time.perf_counter() - start, details=details)
 
 
+def _some(names: list[str], shown: int = 5) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more (listed in manifest.json)" if more > 0 else "")
+
+
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
@@ -294,8 +316,15 @@ def report(p: Prepared) -> None:
     """Tell the user what happened: the summary table, or that nothing needed doing."""
     if p.already:
         err_console.print(already_message(p), highlight=False, soft_wrap=True)
-    else:
-        console.print(summary_table(p))
+        return
+    console.print(summary_table(p))
+    size = p.manifest.get("size")
+    if isinstance(size, int) and size % MODEL_MULTIPLE:
+        err_console.print(
+            f"note: {size} px is not a multiple of {MODEL_MULTIPLE}, so `ganji train` cannot use this dataset "
+            "(the models need 16, 32, 48, 64, ... px)",
+            highlight=False, soft_wrap=True,
+        )
 
 
 def ensure_dataset(home: Path, name: str) -> None:

@@ -117,9 +117,15 @@ def load_manifest(home: Path, name: str) -> dict[str, Any]:
     if not path.is_file():
         raise GanjiError(f"dataset {name!r} is not prepared in {datasets_dir(home)}: run `ganji fetch-data`")
     try:
-        return json.loads(path.read_text("utf-8"))
+        manifest = json.loads(path.read_text("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GanjiError(f"dataset {name!r}: manifest {path} is not valid JSON ({exc.__class__.__name__})") from None
+        raise GanjiError(
+            f"dataset {name!r}: manifest {path} is not valid JSON ({exc.__class__.__name__}); "
+            "rebuild it with `ganji fetch-data --force`"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise GanjiError(f"dataset {name!r}: manifest {path} is not a JSON object; rebuild it with `ganji fetch-data --force`")
+    return manifest
 
 
 def load_dataset(home: Path, name: str, verify: bool = True) -> Dataset:

@@ -28,10 +28,14 @@ def _mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
 def kernel_distance(
     real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """(mean, std) of unbiased MMD² over `subsets` random subsets of min(subset_size, n) rows each."""
+    """(mean, std) of unbiased MMD² over `subsets` random subsets of min(subset_size, n // 2) rows each.
+
+    Subsets of at most half the smaller side, so that they differ and the std says something even when
+    n <= subset_size (with every subset the whole set, the std would be 0 by construction).
+    """
     real_t = torch.from_numpy(np.asarray(real, np.float32))
     fake_t = torch.from_numpy(np.asarray(fake, np.float32))
-    m = min(subset_size, len(real), len(fake))
+    m = min(subset_size, len(real) // 2, len(fake) // 2)
     if m < 2:
         raise ValueError("KID needs at least 2 images on each side")
     rng = np.random.default_rng(seed)

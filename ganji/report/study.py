@@ -61,9 +61,10 @@ class RunSummary:
 def describe_config(cfg: TrainConfig, size: int) -> str:
     o = cfg.options
     if cfg.model == "vae":
-        what = f"{o.arch}, latent {o.latent_dim}, width {o.base_width}"
+        what = f"{o.arch}, latent {o.latent_dim}, width {o.base_width}" + (f", β {o.beta:g}" if o.beta != 1 else "")
     elif cfg.model == "gan":
-        what = f"{o.arch}, {o.loss} + gp {o.gp:g}, layers {'-'.join(map(str, o.layers))}, D ratio {o.disc_ratio}"
+        penalty = f" + gp {o.gp:g}" if o.gp > 0 and o.loss != "bce" else ""
+        what = f"{o.arch}, {o.loss}{penalty}, layers {'-'.join(map(str, o.layers))}, D ratio {o.disc_ratio}"
     else:
         what = f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, T={o.timesteps} {o.schedule}"
     return f"{what}; {size} px, batch {cfg.batch_size}, {cfg.epochs} epochs"
@@ -168,7 +169,7 @@ def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], sta
         + (f" with the `{preset}` preset" if preset else "") + ".",
         f"Metrics: {first.n:,} samples per model against the {first.dataset!r} dataset, {first.extractor} features "
         "(FID/KID: lower is better; precision/recall: higher; copies: share of samples nearer a training kanji "
-        "than real kanji are to each other).",
+        "than real kanji are to each other). Sample 10k: the time to generate the samples, scaled to 10,000.",
         "",
         "| model | configuration | parameters | epochs | training | img/s | sample 10k | FID | KID x1000 | precision | recall | copies |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -63,7 +63,14 @@ def save_checkpoint(path: Path, data: CheckpointData) -> None:
 
 def load_checkpoint(path: Path) -> CheckpointData:
     """Read a checkpoint; any damage (truncation, garbage, missing header) is a clear GanjiError."""
-    path = Path(path)
+    try:
+        return _load_checkpoint(Path(path))
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        # A file that safetensors reads but whose keys or header ganji cannot make sense of.
+        raise GanjiError(f"{path} is not a ganji checkpoint or is damaged ({_short(exc)})") from None
+
+
+def _load_checkpoint(path: Path) -> CheckpointData:
     if not path.is_file():
         raise GanjiError(f"no checkpoint at {path}")
     try:
@@ -74,6 +81,8 @@ def load_checkpoint(path: Path) -> CheckpointData:
         raise GanjiError(f"checkpoint {path} is unreadable ({_short(exc)})") from None
     try:
         meta = json.loads(header["ganji"])
+        if not isinstance(meta, dict):
+            raise ValueError("its header is not a JSON object")
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}")
     except (KeyError, ValueError, TypeError) as exc:

@@ -127,7 +127,8 @@ class TrainConfig:
                 (o.gp >= 0, "--gp must be >= 0"),
                 (o.bn_freeze_epoch >= 0, "--bn-freeze-epoch must be >= 0"),
                 (o.disc_ratio >= 1, "--disc-ratio must be at least 1"),
-                (len(o.layers) >= 1 and all(w >= 1 for w in o.layers), "--layers must be positive widths, e.g. 512,256,128,64"),
+                (len(o.layers) >= 2 and all(w >= 1 for w in o.layers), "--layers must be two or more positive widths, e.g. 512,256,128,64"),
+                (all(0 <= b < 1 for b in (*o.g_betas, *o.d_betas)), "the GAN's Adam betas must be in [0, 1)"),
             ]
         elif isinstance(o, DDPMOptions):
             checks += [
@@ -187,7 +188,19 @@ def _check_types(cfg: TrainConfig) -> None:
                 raise GanjiError(f"config field {f.name!r} must be a string (got {value!r})")
             if want == "bool" and not isinstance(value, bool):
                 raise GanjiError(f"config field {f.name!r} must be true or false (got {value!r})")
+            if want.startswith("tuple[") and not _is_tuple_of(value, want):
+                kind = "integers" if want == "tuple[int, ...]" else "two numbers"
+                raise GanjiError(f"config field {f.name!r} must be a list of {kind} (got {value!r})")
     cfg.validate()
+
+
+def _is_tuple_of(value: Any, want: str) -> bool:
+    """Does `value` fit `tuple[int, ...]` or `tuple[float, float]` (no bools, no strings)?"""
+    if not isinstance(value, tuple) or any(isinstance(v, bool) for v in value):
+        return False
+    if want == "tuple[int, ...]":
+        return all(isinstance(v, int) for v in value)
+    return len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
 
 
 OPTIONS_TYPES: dict[str, type] = {"vae": VAEOptions, "gan": GANOptions, "ddpm": DDPMOptions}
