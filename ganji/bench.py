@@ -17,6 +17,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from ganji.eager_baseline import eager_step
 from ganji.recipes import recipe_class
 from ganji.recipes.base import Recipe
 from ganji.train.config import OPTIONS_TYPES, TrainConfig
@@ -53,10 +54,12 @@ class TrainBench:
     mfu: float | None
     peak_mem_mb: float
     timed_steps: int
+    # The same model, batch and device in a plain eager fp32 loop (ganji.eager_baseline), if timed.
+    eager_images_per_s: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _bench_recipe(model: str, size: int, batch_size: int | None, device: torch.device, precision: str, compile: bool, options: dict[str, Any]) -> Recipe:
+def make_bench_recipe(model: str, size: int, batch_size: int | None, device: torch.device, precision: str, compile: bool, options: dict[str, Any]) -> Recipe:
     cfg = TrainConfig(model=model, batch_size=batch_size or 0, device=device.type, precision=precision, compile=compile,
                       options=OPTIONS_TYPES[model](**options))
     prec = choose_precision(model, device, precision, compile)
@@ -89,7 +92,7 @@ def train_flops_per_image(model: str, size: int, device: torch.device, precision
     Counted on an eager copy with a small batch: a dispatch-level counter does not see inside
     compiled graphs, and FLOPs per image do not depend on the batch size.
     """
-    recipe = _bench_recipe(model, size, batch, device, precision, False, options)
+    recipe = make_bench_recipe(model, size, batch, device, precision, False, options)
     x = normalise(torch.randint(0, 256, (batch, 1, size, size), dtype=torch.uint8, device=device), recipe.data_range, recipe.precision)
     with CountFlops() as counter:
         recipe.train_step(x)
@@ -121,6 +124,7 @@ def bench_train(
     min_steps: int = 3,
     max_seconds: float = 10.0,
     options: dict[str, Any] | None = None,
+    eager_baseline: bool = False,
 ) -> TrainBench:
     """Training throughput of `model` with the paper's architecture and batch size on random images.
 
@@ -132,7 +136,7 @@ def bench_train(
     if model == "gan":
         opts.setdefault("disc_acc_stop", 2.0)
     torch.manual_seed(0)
-    recipe = _bench_recipe(model, size, batch_size, device, precision, compile, opts)
+    recipe = make_bench_recipe(model, size, batch_size, device, precision, compile, opts)
     B = recipe.cfg.batch_size
     images = torch.randint(0, 256, (B, 1, size, size), dtype=torch.uint8, device=device)
     x = normalise(images, recipe.data_range, recipe.precision)
@@ -150,6 +154,13 @@ def bench_train(
         one()
     steps, seconds = _timed(one, device, min_steps, max_seconds)
     rate = steps * B / seconds
+    eager_rate = None
+    if eager_baseline:
+        plain = eager_step(recipe, x)
+        for _ in range(warmup):
+            plain()
+        eager_steps, eager_seconds = _timed(plain, device, min_steps, max_seconds)
+        eager_rate = eager_steps * B / eager_seconds
     flops = train_flops_per_image(model, size, device, precision, opts)
     peak = bf16_peak_tflops(device)
     mfu = (flops * rate) / (peak * 1e12) if peak else None
@@ -167,6 +178,7 @@ def bench_train(
         mfu=mfu,
         peak_mem_mb=peak_memory_mb(device),
         timed_steps=steps,
+        eager_images_per_s=eager_rate,
         settings={"options": opts, "warmup": warmup, "torch": torch.__version__},
     )
 
@@ -205,7 +217,7 @@ def bench_sample(
 
     device = resolve_device(device_name_)
     torch.manual_seed(0)
-    recipe = _bench_recipe(model, size, None, device, precision, False, dict(options or {}))
+    recipe = make_bench_recipe(model, size, None, device, precision, False, dict(options or {}))
     loaded = LoadedModel(recipe, model, "bench", None, 0, {})  # type: ignore[arg-type]
     calls = model_calls_per_image(loaded, sampler, steps)
 

@@ -188,6 +188,20 @@ def test_resume_from_a_damaged_checkpoint(home: Path, capsys: pytest.CaptureFixt
     assert tree(home) == before
 
 
+@pytest.mark.parametrize("step", ['"ten"', "null", "[3]"])
+def test_resume_from_a_checkpoint_with_an_edited_step(home: Path, capsys: pytest.CaptureFixture, step: str) -> None:
+    """A readable checkpoint whose progress record was edited by hand: refused, not a traceback."""
+    ckpt = run_dir(home) / "checkpoint.safetensors"
+    with open(ckpt, "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+    meta = json.loads(header["ganji"])
+    meta["step"] = json.loads(step)
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={**header, "ganji": json.dumps(meta)})
+    before = tree(home)
+    one_line_error(cli(capsys, *RESUME), str(ckpt), "cannot be resumed")
+    assert tree(home) == before
+
+
 @pytest.mark.parametrize("command", ["sample", "resume"])
 def test_a_checkpoint_of_another_model(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture, command: str) -> None:
     shutil.copy(run_dir(home, "gan") / "checkpoint.safetensors", run_dir(home) / "checkpoint.safetensors")
@@ -534,14 +548,21 @@ def test_bad_numbers(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture, 
     assert sorted(p.name for p in (home / "runs" / "vae").iterdir()) == ["r", "r32"]  # no run folder started
 
 
+def test_gan_layers_too_many_for_the_image_size_start_no_run(home: Path, capsys: pytest.CaptureFixture) -> None:
+    before = tree(home)
+    one_line_error(cli(capsys, "train", "gan", "--dataset", "k16", "--layers", "16,8,8,8,8", "--batch-size", "8",
+                       "--max-steps", "1", "--run", "deep", "-q"), "--layers")
+    assert tree(home) == before and not (home / "runs" / "gan" / "deep").exists()
+
+
 def test_a_size_that_is_not_a_multiple_of_16(home: Path, capsys: pytest.CaptureFixture) -> None:
     # A dataset may have any size from 8 px (it says the models cannot use it); training refuses it.
     _, err = succeeded(cli(capsys, "fetch-data", "--name", "k24", "--size", "24", "--limit", "16", "-q"))
     assert "not a multiple of 16" in err
     before = tree(home)
     one_line_error(cli(capsys, "train", "vae", "--dataset", "k24", "--batch-size", "8", "--latent-dim", "8",
-                       "--base-width", "8", "--max-steps", "1", "-q"), "multiple of 16 (got 24)")
-    assert tree(home) == before
+                       "--base-width", "8", "--max-steps", "1", "--run", "r24", "-q"), "multiple of 16 (got 24)")
+    assert tree(home) == before and not (home / "runs" / "vae" / "r24").exists()
 
 
 # -- no GPU --------------------------------------------------------------------------------------
@@ -555,7 +576,7 @@ def test_device_cuda_without_a_gpu(home: Path, tmp_path: Path, capsys: pytest.Ca
     # ...and training, in-process, with torch told there is none.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     one_line_error(cli(capsys, *TRAIN, "--device", "cuda", "--max-steps", "1", "--run", "gpu"), "no CUDA GPU", "--device cpu")
-    assert tree(home) == before and not (tmp_path / "g.png").exists()
+    assert tree(home) == before and not (tmp_path / "g.png").exists() and not (home / "runs" / "vae" / "gpu").exists()
 
 
 # -- a read-only home ----------------------------------------------------------------------------

@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganji.bench import CountFlops, bench_sample, bench_train
+from ganji.bench import CountFlops, make_bench_recipe, bench_sample, bench_train
+from ganji.eager_baseline import eager_step
 from ganji.models.unet import UNet, UNetConfig
+from ganji.train.loop import normalise
 
 
 def test_flop_counter_agrees_with_torch() -> None:
@@ -37,3 +39,26 @@ def test_bench_sample_scales_only_what_it_did_not_run() -> None:
     assert ddim.model_calls == 5 and ddim.extrapolated_from_steps is None  # the whole sampler ran
     # Speeds themselves are `ganji bench`'s to print, not a test's to compare: only their sanity here.
     assert full.seconds_per_1000 > 0 and ddim.seconds_per_1000 > 0
+
+
+@pytest.mark.parametrize("model", ["vae", "ddpm"])
+def test_the_eager_baseline_trains_the_same_objective(model: str) -> None:
+    """The plain loop `ganji bench train` compares against is the same model and loss: with the same
+    weights, batch and random draws, its first loss is ganji's (fp32 on the CPU), and it learns."""
+    opts = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50}}[model]
+    recipe = make_bench_recipe(model, 16, 8, torch.device("cpu"), "fp32", False, opts)
+    x = normalise(torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8), recipe.data_range, recipe.precision)
+    plain = eager_step(recipe, x)  # copies the networks as they are now
+    torch.manual_seed(5)
+    ours = recipe.train_step(x)["loss"]
+    torch.manual_seed(5)
+    first = plain()
+    assert first.item() == pytest.approx(ours.item(), rel=1e-5)
+    later = [plain() for _ in range(15)]
+    assert torch.stack(later[-5:]).mean() < first  # on one fixed batch, the loss falls
+
+
+def test_bench_train_times_the_eager_baseline() -> None:
+    r = bench_train("vae", "cpu", size=16, batch_size=4, warmup=1, min_steps=1, max_seconds=0,
+                    options={"base_width": 8, "latent_dim": 8}, eager_baseline=True)
+    assert r.eager_images_per_s is not None and 0 < r.eager_images_per_s < float("inf")

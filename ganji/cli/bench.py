@@ -44,6 +44,7 @@ def bench_train_command(
     min_steps: Annotated[int, typer.Option(help="Timed steps, at least.")] = 3,
     seconds: Annotated[float, typer.Option(help="Keep timing steps until this many seconds have passed.")] = 10.0,
     base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width \\[default: 64, the paper's].", show_default=False)] = None,
+    eager: Annotated[bool, typer.Option("--eager-baseline/--no-eager-baseline", help="Also time a plain eager fp32 PyTorch loop of the same model and batch, for comparison.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model).")] = False,
 ) -> None:
     """Training images/s, epoch time on the 10,020-kanji set, FLOPs per image, MFU and peak memory."""
@@ -57,20 +58,22 @@ def bench_train_command(
     for model in _models(models):
         options = {"base_width": base_width} if model == "ddpm" and base_width else {}
         with err_console.status(f"timing {model} training..."):
-            results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options))
+            results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options, eager))
     if as_json:
         console.print_json(json.dumps([as_dict(r) for r in results]))
         return
     table = Table(title=f"training speed on {results[0].device} (torch {results[0].settings['torch']})")
-    for col in ("model", "precision", "compiled", "batch", "size", "params", "GFLOPs/img", "img/s", "epoch (10k) s", "MFU", "peak MiB", "timed steps"):
+    for col in ("model", "precision", "compiled", "batch", "size", "params", "GFLOPs/img", "img/s", "epoch (10k) s", "MFU", "peak MiB", "timed steps", "plain eager img/s", "ganji / eager"):
         table.add_column(col, justify="right" if col not in ("model", "precision") else "left")
     for r in results:
         table.add_row(r.model, r.precision, "yes" if r.compiled else "no", str(r.batch_size), str(r.image_size), f"{r.parameters:,}",
                       f"{r.gflops_per_image:.2f}", f"{r.images_per_s:,.1f}", f"{r.epoch_s:,.1f}",
                       _fmt(None if r.mfu is None else 100 * r.mfu, ".1f") + ("%" if r.mfu is not None else ""),
-                      f"{r.peak_mem_mb:,.0f}", str(r.timed_steps))
+                      f"{r.peak_mem_mb:,.0f}", str(r.timed_steps), _fmt(r.eager_images_per_s, ",.1f"),
+                      _fmt(None if r.eager_images_per_s is None else r.images_per_s / r.eager_images_per_s, ".2f"))
     console.print(table)
-    console.print("GAN steps run all of their D steps (worst case); MFU is against the GPU's dense bf16 peak.")
+    console.print("GAN steps run all of their D steps (worst case); MFU is against the GPU's dense bf16 peak. "
+                  "Plain eager: the same networks and batch in a bare fp32 PyTorch loop (no EMA, no autocast, no compile).")
 
 
 @bench_app.command("sample")

@@ -1,7 +1,13 @@
-"""`ganji train vae|gan|ddpm`: parse the options, call ganji.train.loop.train, print the summary."""
+"""`ganji train vae|gan|ddpm`: parse the options, call ganji.train.loop.train, print the summary.
+
+`--nproc N` runs the same command under torchrun with N processes on this machine (one per GPU on a
+CUDA machine); under torchrun, only rank 0 prints.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from enum import Enum
 from typing import Annotated
 
@@ -23,6 +29,48 @@ class Model(str, Enum):
     vae = "vae"
     gan = "gan"
     ddpm = "ddpm"
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line without its --nproc option (`--nproc N` or `--nproc=N`)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run `python -m ganji ARGV` in `nproc` processes as `torchrun --standalone --nproc-per-node N` does.
+
+    Through torchrun's launcher API rather than its command line, whose option parser would take
+    ganji's `--run` for an abbreviation of its own `--run-path`. Returns the exit status: the first
+    failed process's (which has printed its error), or 130 after Ctrl-C.
+    """
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if "OMP_NUM_THREADS" not in os.environ:  # torchrun's default is 1; share this machine's cores instead
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0", max_restarts=0,
+    )
+    try:
+        elastic_launch(config, entrypoint=sys.executable)("-m", "ganji", *argv)
+    except ChildFailedError as exc:
+        _, failure = exc.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    except SignalException:
+        return 130
+    return 0
 
 
 def _layers(text: str | None) -> tuple[int, ...] | None:
@@ -69,10 +117,22 @@ def train_command(
     schedule: Annotated[str | None, typer.Option(help="Noise schedule: cosine or linear \\[default: cosine].", show_default=False, rich_help_panel=DDPM)] = None,
     attention: Annotated[bool | None, typer.Option("--attention/--no-attention", help="Self-attention after every U-Net block \\[default: off].", show_default=False, rich_help_panel=DDPM)] = None,
     base_width: Annotated[int | None, typer.Option(help="Base width of the VAE or the U-Net; widths scale with it \\[default: 64, the paper's].", show_default=False, rich_help_panel="VAE and DDPM options")] = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Train with N processes on this machine through torchrun (one per GPU); --batch-size is the global batch \\[default: 1].", show_default=False, rich_help_panel=RUN)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=RUN)] = False,
     home: HomeOption = None,
 ) -> None:
     """Train a model; defaults reproduce the paper's final configuration (100 epochs)."""
+    from ganji.train.distributed import world_from_env
+
+    world = world_from_env()
+    if nproc is not None:
+        if nproc < 1:
+            raise GanjiError(f"--nproc must be at least 1 (got {nproc})")
+        if world.launched:
+            raise GanjiError("--nproc starts torchrun itself: leave it out when the command already runs under torchrun")
+        if nproc > 1:
+            raise typer.Exit(launch_torchrun(nproc, _without_nproc(sys.argv[1:])))
+    from ganji.train.distributed import ReportedOnMain
     from ganji.train.loop import summary_table, train
 
     name = model.value
@@ -96,7 +156,14 @@ def train_command(
         "checkpoint_every": checkpoint_every, "log_every": log_every, "options": per_model[name],
         "eval_every": eval_every, "eval_n": eval_n, "eval_features": eval_features,
     }
-    result = train(resolve_home(home), name, given, run_name=run, resume=resume, show_progress=not quiet)
+    try:
+        result = train(resolve_home(home), name, given, run_name=run, resume=resume, show_progress=not quiet)
+    except ReportedOnMain:
+        raise typer.Exit(1) from None  # rank 0 prints this error
+    if not world.is_main:
+        if result.reason == "interrupted":
+            raise typer.Exit(130)
+        return
     console.print(summary_table(result))
     if result.reason in ("interrupted", "time-budget") or result.step < result.total_steps:
         err_console.print(

@@ -13,6 +13,7 @@ from ganji.errors import GanjiError
 from ganji.train.checkpoint import CheckpointData
 from ganji.train.config import TrainConfig
 from ganji.train.device import Precision
+from ganji.train.distributed import SINGLE, World, convert_sync_batchnorm
 from ganji.train.ema import EMA
 
 
@@ -38,6 +39,14 @@ class Recipe:
     images (already on the device, in `data_range`, in the run's memory format) and returns the
     losses as detached device tensors (no host sync). `generate` maps noise to images in
     `data_range`.
+
+    Several processes (`world`, see ganji.train.distributed): the batch given to `train_step` is
+    this rank's equal share of the global batch; `wire()` builds the training forwards through
+    `self.parallel(net)` (DistributedDataParallel, then torch.compile where it applies); per-sample
+    random draws go through `self.world.draw` (the global batch's draw, this rank's slice); losses
+    are means over the rank's share (DDP averages the gradients, which makes them global means).
+    BatchNorm2d layers become SyncBatchNorm when the world has more than one process. `self.nets`
+    always holds the plain networks (checkpoints, EMA and sampling use them).
     """
 
     model_name: ClassVar[str]
@@ -45,7 +54,9 @@ class Recipe:
     ema_nets: ClassVar[tuple[str, ...]] = ()
     compiles: ClassVar[bool] = True  # whether torch.compile applies to this model (see GANRecipe)
 
-    def __init__(self, cfg: TrainConfig, image_size: int, channels: int, total_steps: int, precision: Precision) -> None:
+    def __init__(
+        self, cfg: TrainConfig, image_size: int, channels: int, total_steps: int, precision: Precision, world: World | None = None
+    ) -> None:
         if image_size % 16 != 0 or image_size < 16:
             raise GanjiError(f"image size must be a multiple of 16 (got {image_size}); prepare the dataset with --size 16, 32, 64, ...")
         if channels not in (1, 3):
@@ -56,20 +67,28 @@ class Recipe:
         self.total_steps = max(1, total_steps)
         self.precision = precision
         self.device = precision.device
+        self.world = world or SINGLE
         self.nets: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.emas: dict[str, EMA] = {}
         self.build()
+        if self.world.distributed:
+            self.nets = {name: convert_sync_batchnorm(net) for name, net in self.nets.items()}
         for net in self.nets.values():
             net.to(self.device, memory_format=precision.memory_format())
         self.make_optimizers()
         if cfg.ema_decay > 0:
             self.emas = {name: EMA(self.nets[name], cfg.ema_decay) for name in self.ema_nets}
+        self.wire()
 
     # -- to implement ----------------------------------------------------------------------------
     def build(self) -> None:
+        """Make the networks (`self.nets`), on the CPU; the engine moves them to the device."""
         raise NotImplementedError
+
+    def wire(self) -> None:
+        """Make the callables `train_step` runs the networks through (with `self.parallel`)."""
 
     def make_optimizers(self) -> None:
         raise NotImplementedError
@@ -92,6 +111,10 @@ class Recipe:
     def maybe_compile(self, net: nn.Module) -> Callable:
         """`torch.compile(net)` when the precision policy says so (CUDA), else the module itself."""
         return torch.compile(net) if self.compiled else net
+
+    def parallel(self, net: nn.Module) -> nn.Module:
+        """The module to train `net` through: DDP-wrapped with several processes, compiled where it applies."""
+        return self.maybe_compile(self.world.ddp(net, self.device))
 
     @property
     def compiled(self) -> bool:

@@ -26,8 +26,10 @@ class DDPMRecipe(Recipe):
         self.nets["unet"] = UNet(
             UNetConfig(image_size=self.image_size, channels=self.channels, base_width=o.base_width, attention=o.attention)
         )
-        self._forward = self.maybe_compile(self.nets["unet"])
         self.schedule = NoiseSchedule.make(o.schedule, o.timesteps).to(self.device)
+
+    def wire(self) -> None:
+        self._forward = self.parallel(self.nets["unet"])
 
     def make_optimizers(self) -> None:
         opt = self.adam(self.nets["unet"].parameters(), self.cfg.lr)
@@ -37,8 +39,10 @@ class DDPMRecipe(Recipe):
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         opt = self.optimizers["unet"]
-        t = torch.randint(0, self.schedule.timesteps, (x.shape[0],), device=self.device)
-        noise = torch.randn_like(x)
+        n, shape, fmt = x.shape[0], x.shape[1:], self.precision.memory_format()
+        # t and ε for the global batch, this rank's slice (in one process: randint and randn_like(x)).
+        t = self.world.draw(n, lambda m: torch.randint(0, self.schedule.timesteps, (m,), device=self.device))
+        noise = self.world.draw(n, lambda m: torch.empty((m, *shape), dtype=x.dtype, device=x.device, memory_format=fmt).normal_())
         x_t = q_sample(self.schedule, x, t, noise)
         with self.precision.autocast():
             pred = self._forward(x_t, t)

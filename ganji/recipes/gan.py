@@ -8,15 +8,22 @@ Losses (D: discriminator logits on real x and fake G(z)):
 plus, for every loss but bce, the gradient penalty λ E[(‖∇D(x̂)‖₂ - 1)²] on random interpolates x̂
 (Gulrajani et al. 2017). Up to `disc_ratio` D steps per G step, stopping early once D's accuracy on
 the batch exceeds `disc_acc_stop` (the original's rule). One training step = one batch of real images.
+
+With several processes (ganji.train.distributed) G and D are each wrapped in DDP; latents and the
+penalty's mixing weights are drawn for the global batch and sliced; D's accuracy is averaged over
+ranks before the early-stop decision, so that every rank takes the same number of D steps; the G
+step runs D under `no_sync` (D's gradients from it are discarded, so they are not all-reduced).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from ganji.errors import GanjiError
 from ganji.models.gan import Discriminator, GANConfig, Generator
 from ganji.recipes.base import Recipe
 from ganji.train.config import GANOptions
@@ -52,9 +59,10 @@ def discriminator_accuracy(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor
     return 0.5 * ((d_real > threshold).float().mean() + (d_fake <= threshold).float().mean())
 
 
-def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
     """E[(‖∇_x̂ D(x̂)‖₂ - 1)²], x̂ = εx + (1-ε)x̃, ε ~ U(0, 1) per image (WGAN-GP, Gulrajani et al. 2017)."""
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    if eps is None:
+        eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(disc(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()
@@ -67,14 +75,17 @@ class GANRecipe(Recipe):
 
     def build(self) -> None:
         o: GANOptions = self.cfg.options
-        gcfg = GANConfig(
-            latent_dim=o.latent_dim,
-            layers=tuple(o.layers),
-            arch=o.arch,
-            spectral_norm=o.spectral_norm,
-            image_size=self.image_size,
-            channels=self.channels,
-        )
+        try:
+            gcfg = GANConfig(
+                latent_dim=o.latent_dim,
+                layers=tuple(o.layers),
+                arch=o.arch,
+                spectral_norm=o.spectral_norm,
+                image_size=self.image_size,
+                channels=self.channels,
+            )
+        except ValueError as exc:  # e.g. more up-sampling layers than this image size allows
+            raise GanjiError(f"--layers: {exc}") from None
         self.nets["generator"] = Generator(gcfg)
         self.nets["discriminator"] = Discriminator(gcfg)
         # The GAN runs eagerly: the gradient penalty's double backward is not supported by compiled
@@ -82,6 +93,10 @@ class GANRecipe(Recipe):
         # checks in backward (H100, torch 2.11). The GAN is also the smallest model (0.75 GFLOPs G).
         self._g = self.nets["generator"]
         self._d = self.nets["discriminator"]
+
+    def wire(self) -> None:
+        self._g_train = self.world.ddp(self._g, self.device)
+        self._d_train = self.world.ddp(self._d, self.device)
 
     def set_epoch(self, epoch: int) -> None:
         """G's BatchNorm: batch statistics until `bn_freeze_epoch` epochs are done, then frozen."""
@@ -99,28 +114,33 @@ class GANRecipe(Recipe):
         n = x.shape[0]
         use_gp = o.gp > 0 and o.loss != "bce"
         d_steps = 0
+        world, g, d = self.world, self._g_train, self._d_train
         for _ in range(o.disc_ratio):
-            z = torch.randn(n, o.latent_dim, device=self.device)
+            z = world.draw(n, lambda m: torch.randn(m, o.latent_dim, device=self.device))
             with torch.no_grad(), self.precision.autocast():
                 fake = self._g(z)
             fake = fake.float().contiguous(memory_format=self.precision.memory_format())
             with self.precision.autocast():
-                d_real = self._d(x).float()
-                d_fake = self._d(fake).float()
+                d_real = d(x).float()
+                d_fake = d(fake).float()
                 loss_d = discriminator_loss(o.loss, d_real, d_fake)
                 if use_gp:
-                    loss_d = loss_d + o.gp * gradient_penalty(self._d, x, fake).float()
+                    eps = world.draw(n, lambda m: torch.rand(m, 1, 1, 1, device=x.device, dtype=x.dtype))
+                    loss_d = loss_d + o.gp * gradient_penalty(d, x, fake, eps).float()
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
             d_steps += 1
             acc = discriminator_accuracy(o.loss, d_real.detach(), d_fake.detach())
-            # The original's early stop of D steps: one host sync per D step, only when it can matter.
-            if o.disc_ratio > 1 and acc.item() > o.disc_acc_stop:
-                break
-        z = torch.randn(n, o.latent_dim, device=self.device)
-        with self.precision.autocast():
-            d_gen = self._d(self._g(z)).float()
+            # The original's early stop of D steps: one host sync per D step, only when it can matter;
+            # on the accuracy over the global batch, so that every rank stops at the same D step.
+            if o.disc_ratio > 1:
+                acc = world.mean(acc)
+                if acc.item() > o.disc_acc_stop:
+                    break
+        z = world.draw(n, lambda m: torch.randn(m, o.latent_dim, device=self.device))
+        with self.precision.autocast(), (d.no_sync() if world.distributed else contextlib.nullcontext()):
+            d_gen = d(g(z)).float()
             loss_g = generator_loss(o.loss, d_gen)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

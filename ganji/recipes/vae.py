@@ -10,10 +10,31 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ganji.models.vae import VAE, VAEConfig
 from ganji.recipes.base import Recipe
 from ganji.train.config import VAEOptions
+from ganji.train.distributed import World
+
+
+class TrainingForward(nn.Module):
+    """VAE.forward with the reparameterisation's noise drawn through `world.draw`.
+
+    ε is drawn for the whole global batch on every rank and sliced, so that each image gets the
+    same ε whatever the number of processes (in one process: `torch.randn_like(μ)`, as VAE.forward).
+    """
+
+    def __init__(self, vae: VAE, world: World) -> None:
+        super().__init__()
+        self.vae = vae
+        self.world = world
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.vae.encode(x)
+        eps = self.world.draw(mu.shape[0], lambda n: torch.randn((n, *mu.shape[1:]), dtype=mu.dtype, device=mu.device))
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return self.vae.decode(z), mu, logvar
 
 
 class VAERecipe(Recipe):
@@ -24,7 +45,9 @@ class VAERecipe(Recipe):
     def build(self) -> None:
         o: VAEOptions = self.cfg.options
         self.nets["vae"] = VAE(VAEConfig(latent_dim=o.latent_dim, arch=o.arch, image_size=self.image_size, channels=self.channels, base_width=o.base_width))
-        self._forward = self.maybe_compile(self.nets["vae"])
+
+    def wire(self) -> None:
+        self._forward = self.parallel(TrainingForward(self.nets["vae"], self.world))
 
     def make_optimizers(self) -> None:
         opt = self.adam(self.nets["vae"].parameters(), self.cfg.lr)

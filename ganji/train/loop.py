@@ -11,6 +11,15 @@ Stages of `train()`:
      (checkpoint first) or on a non-finite loss (no checkpoint: the last good one stays);
   5. the end: a final checkpoint and grid, and a summary.
 
+Several processes (torchrun, or `ganji train --nproc N`; see ganji.train.distributed): every rank
+runs this loop in lockstep on its share of each global batch (`--batch-size` is the global batch);
+rank 0 alone creates the run, writes config, checkpoints, metrics and grids, evaluates and draws
+progress; logged losses are averaged over ranks; stop requests and the time budget are agreed on
+every step, so all ranks stop at the same step. A checkpoint holds nothing rank-specific: weights,
+EMA, optimiser and scheduler states are the same on every rank, and so is the RNG state (per-sample
+noise is drawn for the global batch on every rank; rank 0's state is given to all after its
+grids and evaluations), so a run resumes exactly under any number of processes.
+
 Units: a step is one batch of real images (for the GAN its D steps plus one G step); epochs count
 whole passes over the dataset (the last partial batch is dropped, so shapes are static); times are
 seconds of wall clock; images/s counts real images consumed.
@@ -40,9 +49,11 @@ from ganji.images import make_grid, save_png, to_uint8
 from ganji.recipes import recipe_class
 from ganji.recipes.base import Recipe
 from ganji.runs import Run
+from ganji.train import distributed
 from ganji.train.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
 from ganji.train.config import TrainConfig
 from ganji.train.device import Precision, choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
+from ganji.train.distributed import SINGLE, ReportedOnMain, World, local_device, per_rank_batch, rank_indices
 from ganji.train.metrics_log import MetricsLog
 
 # How the DDPM's progress grids are drawn: DDIM with few steps, so that a grid costs seconds, not the
@@ -81,22 +92,36 @@ def normalise(images_u8: torch.Tensor, data_range: tuple[float, float], precisio
     return x.contiguous(memory_format=precision.memory_format())
 
 
-def build_recipe(cfg: TrainConfig, dataset_size: int, image_size: int, channels: int, precision: Precision) -> tuple[Recipe, int, int]:
+def build_recipe(
+    cfg: TrainConfig, dataset_size: int, image_size: int, channels: int, precision: Precision, world: World = SINGLE
+) -> tuple[Recipe, int, int]:
     """The recipe, the steps per epoch and the total steps planned for the run."""
     steps_per_epoch = dataset_size // cfg.batch_size
     if steps_per_epoch == 0:
         raise GanjiError(f"--batch-size {cfg.batch_size} is larger than the dataset ({dataset_size} images): use a smaller batch")
+    per_rank_batch(cfg.batch_size, world.size)
     total = steps_per_epoch * cfg.epochs
-    recipe = recipe_class(cfg.model)(cfg, image_size, channels, total, precision)
+    recipe = recipe_class(cfg.model)(cfg, image_size, channels, total, precision, world)
     return recipe, steps_per_epoch, total
 
 
 class TrainLoop:
-    def __init__(self, run: Run, cfg: TrainConfig, dataset: Dataset, resume: bool, show_progress: bool = True, home: Path | None = None) -> None:
+    def __init__(
+        self,
+        run: Run,
+        cfg: TrainConfig,
+        dataset: Dataset,
+        resume: bool,
+        show_progress: bool = True,
+        home: Path | None = None,
+        world: World = SINGLE,
+    ) -> None:
         self.run = run
         self.cfg = cfg
-        self.show_progress = show_progress
-        self.device = resolve_device(cfg.device)
+        self.world = world
+        self.main = world.is_main  # rank 0: the only process that writes files and draws progress
+        self.show_progress = show_progress and self.main
+        self.device = local_device(resolve_device(cfg.device), world)
         self.precision = choose_precision(cfg.model, self.device, cfg.precision, cfg.compile)
         self.images = dataset.images.to(self.device)  # stays uint8: 4x less memory than float
         self.n_images = len(dataset)
@@ -104,7 +129,7 @@ class TrainLoop:
         if not resume:
             torch.manual_seed(cfg.seed)  # weights initialisation and every random draw of the steps
         self.recipe, self.steps_per_epoch, self.total_steps = build_recipe(
-            cfg, self.n_images, dataset.size, dataset.channels, self.precision
+            cfg, self.n_images, dataset.size, dataset.channels, self.precision, world
         )
         self.stop_step = min(self.total_steps, cfg.max_steps) if cfg.max_steps else self.total_steps
         self.step = 0
@@ -113,14 +138,16 @@ class TrainLoop:
         self._bar: Progress | None = None
         self.best: dict[str, float] = {}  # {"fid": ..., "step": ...} of best.safetensors
         self.evaluator = None
-        if cfg.eval_every:
+        if self.main:
+            remove_stale_temporaries(run)
+        if cfg.eval_every and self.main:
             from ganji.metrics.during_training import TrainingEvaluator
 
             # The run folder is <home>/runs/<model>/<run>: the feature cache lives in that home.
             self.evaluator = TrainingEvaluator(home or run.path.parents[2], dataset, cfg.model, cfg.eval_n, cfg.eval_features, self.device)
         if resume:
             self._restore()
-        else:
+        elif self.main:
             self._write_config(dataset)
             self.metrics.truncate_after(0)
         # Fixed noise for the progress grids: drawn on the CPU from the seed, identical on every device.
@@ -148,29 +175,44 @@ class TrainLoop:
                 "precision": self.precision.name,
                 "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps,
+                "processes": self.world.size,
                 "ganji": __version__,
                 "torch": torch.__version__,
             },
         )
 
     def _restore(self) -> None:
+        if not self.main and not self.run.checkpoint_path.is_file():
+            raise GanjiError(
+                f"process {self.world.rank} cannot read {self.run.checkpoint_path}: with several machines, the ganji home "
+                "must be on a shared file system (or the run folder copied to every machine) to --resume"
+            )
         ckpt = load_checkpoint(self.run.checkpoint_path)
         meta = ckpt.meta
         expect = {"model": self.cfg.model, "image_size": self.recipe.image_size, "channels": self.recipe.channels}
         for key, want in expect.items():
             if meta.get(key) != want:
                 raise GanjiError(f"checkpoint {self.run.checkpoint_path} has {key}={meta.get(key)!r}, but this run needs {want!r}")
-        self.recipe.load_state(ckpt, meta.get("schedulers", {}))
-        self.step = int(meta["step"])
-        self.train_seconds = float(meta.get("train_seconds", 0.0))
-        self.best = dict(meta.get("best") or {})
-        torch.set_rng_state(ckpt.rng["cpu"])
-        if self.device.type == "cuda" and "cuda" in ckpt.rng:
-            torch.cuda.set_rng_state(ckpt.rng["cuda"], self.device)
-        self.metrics.truncate_after(self.step)
+        try:
+            self.recipe.load_state(ckpt, meta.get("schedulers", {}))
+            self.step = int(meta["step"])
+            self.train_seconds = float(meta.get("train_seconds", 0.0))
+            self.best = dict(meta.get("best") or {})
+            # Every rank gets the checkpoint's (rank 0's) RNG state: the states of all ranks are the same
+            # during training (see ganji.train.distributed), whatever number of processes wrote it.
+            torch.set_rng_state(ckpt.rng["cpu"])
+            if self.device.type == "cuda" and "cuda" in ckpt.rng:
+                torch.cuda.set_rng_state(ckpt.rng["cuda"], self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # an edited or foreign checkpoint
+            raise GanjiError(f"checkpoint {self.run.checkpoint_path} cannot be resumed: its progress or RNG state is damaged ({exc!r})") from None
+        if self.main:
+            self.metrics.truncate_after(self.step)
 
     # -- checkpoints and grids -------------------------------------------------------------------
     def save_checkpoint(self, path: Path | None = None) -> None:
+        """Weights, EMA, optimisers, schedulers, RNG and progress in one atomic file (rank 0 only)."""
+        if not self.main:
+            return
         nets, emas, optimizers, schedulers = self.recipe.state()
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -186,6 +228,7 @@ class TrainLoop:
             "config": self.cfg.to_json(),
             "data_range": list(self.recipe.data_range),
             "best": self.best,
+            "processes": self.world.size,  # for information: a checkpoint resumes under any number
         }
         save_checkpoint(path or self.run.checkpoint_path, CheckpointData(nets=nets, emas=emas, optimizers=optimizers, rng=rng, meta=meta))
 
@@ -221,7 +264,7 @@ class TrainLoop:
 
     # -- 4. the steps ----------------------------------------------------------------------------
     def run_steps(self) -> TrainResult:
-        cfg, recipe = self.cfg, self.recipe
+        cfg, recipe, world = self.cfg, self.recipe, self.world
         B, spe = cfg.batch_size, self.steps_per_epoch
         grids: list[Path] = []
         sums: dict[str, torch.Tensor] = {}
@@ -237,24 +280,26 @@ class TrainLoop:
             nonlocal sums, logged_steps, since, rate, last
             if logged_steps == 0:
                 return
-            values = {k: (v / logged_steps).item() for k, v in sums.items()}  # the host sync
+            means = world.mean_values({k: v / logged_steps for k, v in sums.items()})  # over ranks
+            values = {k: v.item() for k, v in means.items()}  # the host sync
             now = time.perf_counter()
             self.train_seconds += now - since
-            rate = logged_steps * B / max(now - since, 1e-9)
+            rate = logged_steps * B / max(now - since, 1e-9)  # B is the global batch: the whole job's rate
             if not all(math.isfinite(v) for v in values.values()):
                 raise NonFiniteLoss(", ".join(f"{k}={v}" for k, v in values.items()))
             last = values
-            self.metrics.append(
-                {
-                    "step": self.step,
-                    "epoch": round(self.step / spe, 4),
-                    **{k: round(v, 6) for k, v in values.items()},
-                    "lr": {name: opt.param_groups[0]["lr"] for name, opt in recipe.optimizers.items()},
-                    "img_per_s": round(rate, 2),
-                    "train_s": round(self.train_seconds, 3),
-                    "peak_mem_mb": round(peak_memory_mb(self.device), 1),
-                }
-            )
+            if self.main:
+                self.metrics.append(
+                    {
+                        "step": self.step,
+                        "epoch": round(self.step / spe, 4),
+                        **{k: round(v, 6) for k, v in values.items()},
+                        "lr": {name: opt.param_groups[0]["lr"] for name, opt in recipe.optimizers.items()},
+                        "img_per_s": round(rate, 2),
+                        "train_s": round(self.train_seconds, 3),
+                        "peak_mem_mb": round(peak_memory_mb(self.device), 1),
+                    }
+                )
             sums, logged_steps = {}, 0
             since = time.perf_counter()
 
@@ -267,7 +312,7 @@ class TrainLoop:
                     if perm is None or i == 0:
                         perm = epoch_permutation(cfg.seed, epoch, self.n_images).to(self.device)
                         recipe.set_epoch(epoch)
-                    x = normalise(self.images[perm[i * B : (i + 1) * B]], recipe.data_range, self.precision)
+                    x = normalise(self.images[rank_indices(perm, i, B, world.rank, world.size)], recipe.data_range, self.precision)
                     losses = recipe.train_step(x)
                     recipe.after_step(self.step)
                     self.step += 1
@@ -282,28 +327,35 @@ class TrainLoop:
                     if end_of_epoch:
                         done = self.step // spe
                         since_pause = time.perf_counter()
-                        if cfg.sample_every and done % cfg.sample_every == 0:
+                        grid_due = bool(cfg.sample_every) and done % cfg.sample_every == 0
+                        eval_due = bool(cfg.eval_every) and done % cfg.eval_every == 0
+                        if grid_due and self.main:
                             grids.append(self.save_grid())
-                        if self.evaluator is not None and done % cfg.eval_every == 0:
+                        if eval_due and self.evaluator is not None:
                             last = {**last, "fid": self.evaluate()["fid"]}
                         if done % cfg.checkpoint_every == 0 and self.step < self.stop_step:
                             self.save_checkpoint()
+                        if grid_due or eval_due:
+                            world.sync_rng(self.device)  # the others wait here for rank 0's grid and FID
                         since += time.perf_counter() - since_pause  # grids and checkpoints are not training time
-                    if stop_requested():
+                    # 0: go on, 1: time budget spent, 2: stop requested; the same decision on every rank.
+                    stop = world.max(2 if stop_requested() else 1 if budget_s and time.monotonic() - start >= budget_s else 0)
+                    if stop == 2:
                         reason = "interrupted"
                         break
-                    if budget_s and time.monotonic() - start >= budget_s:
+                    if stop == 1:
                         reason = "time-budget"
                         break
                 flush()
             except NonFiniteLoss as exc:
-                raise GanjiError(
+                # Every rank sees the same averaged losses and stops here; rank 0 says so.
+                raise (GanjiError if self.main else ReportedOnMain)(
                     f"training stopped at step {self.step}: the loss is not finite ({exc}); the last good checkpoint "
                     f"is kept in {self.run.path}. Try a lower --lr or --precision fp32"
                 ) from None
             # 5. the end: a final checkpoint and grid unless the last epoch boundary just wrote them
             self.save_checkpoint()
-            if cfg.sample_every and not (grids and grids[-1].name == f"step-{self.step:08d}.png"):
+            if cfg.sample_every and self.main and not (grids and grids[-1].name == f"step-{self.step:08d}.png"):
                 grids.append(self.save_grid())
         synchronize(self.device)
         return TrainResult(
@@ -409,48 +461,130 @@ def train(
     """Start (or resume) a run of `model` with the options the user gave, and train it.
 
     `given` holds only the options given on the command line: top-level TrainConfig fields, and
-    the model's own options under the key "options" (a dict).
+    the model's own options under the key "options" (a dict). Under torchrun (WORLD_SIZE > 1)
+    every process calls this: the process group lives for the duration of the call.
     """
+    world = distributed.setup()
+    finished = False
+    try:
+        result = _train(world, home, model, given, run_name, resume, show_progress)
+        finished = True
+        return result
+    finally:
+        distributed.teardown(world, wait=finished)
+
+
+def _train(world: World, home: Path, model: str, given: dict[str, Any], run_name: str | None, resume: bool, show_progress: bool) -> TrainResult:
     from ganji.data.prepare import ensure_dataset
     from ganji.data.store import load_dataset
+    from ganji.home import runs_dir
     from ganji.runs import create_run, find_run
     from ganji.train.config import OPTIONS_TYPES
 
     given = {k: v for k, v in given.items() if v is not None}
     model_opts = {k: v for k, v in (given.pop("options", None) or {}).items() if v is not None}
-    if resume:
-        run = find_run(home, model, run_name)
-        saved = _read_run_config(run)
-        cfg = TrainConfig.from_json(saved["config"])
-        fixed = sorted(k for k in given if k not in RESUME_OVERRIDES and given[k] != getattr(cfg, k))
-        fixed += sorted(k for k, v in model_opts.items() if v != getattr(cfg.options, k))
-        if fixed:
-            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
-            raise GanjiError(f"{names} cannot change when resuming run {model}/{run.name}; start a new run instead")
-        for k, v in given.items():
-            setattr(cfg, k, v)
-        cfg.validate()
-        if not run.checkpoint_path.is_file():
-            raise GanjiError(f"run {model}/{run.name} has no checkpoint yet: start it again without --resume")
-    else:
-        cfg = TrainConfig(model=model, **given, options=OPTIONS_TYPES[model](**model_opts))
-        ensure_dataset(home, cfg.dataset)
-        run = create_run(home, model, run_name)
-    dataset = load_dataset(home, cfg.dataset)
-    if resume:
-        started_on = (saved.get("dataset") or {}).get("images_sha256")
-        if started_on and started_on != dataset.manifest.get("images_sha256"):
-            raise GanjiError(
-                f"dataset {cfg.dataset!r} has changed since run {model}/{run.name} started (its sha256 differs): "
-                "resuming would train on other images; start a new run instead"
-            )
-    loop = TrainLoop(run, cfg, dataset, resume=resume, show_progress=show_progress, home=home)
-    if resume and loop.step >= loop.stop_step:
-        raise GanjiError(
+
+    def plan() -> tuple[Run, TrainConfig, dict[str, Any], bool]:
+        """Rank 0: the run (found or created), its config, its saved config.json, whether it has a checkpoint."""
+        saved: dict[str, Any] = {}
+        if resume:
+            run = find_run(home, model, run_name)
+            saved = _read_run_config(run)
+            cfg = TrainConfig.from_json(saved["config"])
+            fixed = sorted(k for k in given if k not in RESUME_OVERRIDES and given[k] != getattr(cfg, k))
+            fixed += sorted(k for k, v in model_opts.items() if v != getattr(cfg.options, k))
+            if fixed:
+                names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+                raise GanjiError(f"{names} cannot change when resuming run {model}/{run.name}; start a new run instead")
+            for k, v in given.items():
+                setattr(cfg, k, v)
+            cfg.validate()
+            per_rank_batch(cfg.batch_size, world.size)
+            has_checkpoint = run.checkpoint_path.is_file()
+            if not has_checkpoint:
+                # Stopped (or killed) before its first checkpoint: nothing to lose, start it over.
+                err_console.print(f"run {model}/{run.name} has no checkpoint yet: training it from step 0")
+        else:
+            cfg = TrainConfig(model=model, **given, options=OPTIONS_TYPES[model](**model_opts))
+            per_rank_batch(cfg.batch_size, world.size)
+            ensure_dataset(home, cfg.dataset)
+            run = create_run(home, model, run_name)
+            has_checkpoint = False
+        return run, cfg, saved, has_checkpoint
+
+    # Rank 0 decides (a new run's name is a timestamp); every rank gets the same run and config.
+    run, cfg, saved, has_checkpoint = world.on_main(
+        plan,
+        encode=lambda r: {"run": [r[0].model, r[0].name, str(r[0].path)], "config": r[1].to_json(), "saved": r[2], "checkpoint": r[3]},
+        # The other ranks find the run under their own home (the same folder when it is shared).
+        decode=lambda d: (Run(model, d["run"][1], runs_dir(home) / model / d["run"][1]), TrainConfig.from_json(d["config"]), d["saved"], d["checkpoint"]),
+    )
+    try:
+        if world.distributed:
+            if not resume and world.local_rank == 0 and not world.is_main:
+                ensure_dataset(home, cfg.dataset)  # each machine's first process prepares its copy if missing
+            world.barrier()
+        dataset = load_dataset(home, cfg.dataset)
+        if resume:
+            started_on = (saved.get("dataset") or {}).get("images_sha256")
+            if started_on and started_on != dataset.manifest.get("images_sha256"):
+                raise _error(
+                    world,
+                    f"dataset {cfg.dataset!r} has changed since run {model}/{run.name} started (its sha256 differs): "
+                    "resuming would train on other images; start a new run instead",
+                )
+        if world.distributed:
+            hashes = world.gather_json(dataset.manifest.get("images_sha256"))
+            if len(set(hashes)) > 1:
+                by_rank = ", ".join(str(h)[:12] for h in hashes)
+                raise _error(world, f"the processes see different {cfg.dataset!r} datasets (sha256 by rank: {by_rank}): give every machine the same copy")
+        loop = TrainLoop(run, cfg, dataset, resume=has_checkpoint, show_progress=show_progress, home=home, world=world)
+    except GanjiError:
+        if not resume and world.is_main:
+            discard_unstarted_run(run)  # a new run that failed before its first step leaves no folder behind
+        raise
+    if has_checkpoint and loop.step >= loop.stop_step:
+        raise _error(
+            world,
             f"run {model}/{run.name} is already at step {loop.step} of {loop.stop_step}: nothing to resume "
-            "(raise --max-steps, or start a new run)"
+            "(raise --max-steps, or start a new run)",
         )
     return loop.run_steps()
+
+
+def _error(world: World, message: str) -> GanjiError:
+    """An error every rank runs into alike: rank 0 reports it, the others exit quietly."""
+    return GanjiError(message) if world.is_main else ReportedOnMain(message)
+
+
+# Temporary files of the atomic writes this loop makes (ganji.atomic: ".NAME.<random>.tmp"); a
+# kill -9 in the middle of a write leaves one behind.
+_OWN_TEMPORARIES = (".checkpoint.safetensors.", ".best.safetensors.", ".metrics.jsonl.", ".config.json.")
+
+
+def remove_stale_temporaries(run: Run) -> None:
+    """Delete what interrupted atomic writes of this run's files left behind (the files themselves are intact)."""
+    found = [p for p in run.path.glob(".*.tmp") if p.name.startswith(_OWN_TEMPORARIES)]
+    if run.samples_dir.is_dir():
+        found += [p for p in run.samples_dir.glob(".step-*.tmp")]
+    for path in found:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def discard_unstarted_run(run: Run) -> None:
+    """Remove the folder of a new run that failed to start (bad options, no GPU, ...), if it holds no checkpoint."""
+    if run.checkpoint_path.exists():
+        return
+    for path in (run.config_path, run.metrics_path):
+        path.unlink(missing_ok=True)
+    for folder in (run.samples_dir, run.path):
+        try:
+            folder.rmdir()  # only when empty: anything else in it stays
+        except OSError:
+            pass
 
 
 def _read_run_config(run: Run) -> dict[str, Any]:

@@ -33,5 +33,6 @@ class MetricsLog:
 
     def truncate_after(self, step: int) -> None:
         """Drop records past `step` (a resumed run repeats those steps and logs them again)."""
-        records = [r for r in self.read() if int(r.get("step", 0)) <= step]
+        # A hand-edited record whose step is not a whole number cannot be placed: drop it.
+        records = [r for r in self.read() if isinstance(r.get("step", 0), int) and r.get("step", 0) <= step]
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in records))
