@@ -20,6 +20,7 @@ import ganji
 
 PACKAGE = Path(ganji.__file__).parent
 PICKLERS = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
+UNPICKLING_READERS = {"CIFAR10", "CIFAR100"}
 
 
 def sources() -> list[Path]:
@@ -65,6 +66,12 @@ class Scan(ast.NodeVisitor):
             return node.id in self.torch_names
         # torch.serialization.load
         return isinstance(node, ast.Attribute) and node.attr == "serialization" and self.is_torch(node.value)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        # Library readers whose file format is pickle (torchvision's CIFAR classes read the python batches).
+        if node.attr in UNPICKLING_READERS:
+            self.problems.append(f"{self.where(node)}: {node.attr} unpickles its files")
+        self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
@@ -119,6 +126,8 @@ def test_no_pickle_and_every_torch_load_is_weights_only() -> None:
         "from pickle import loads",
         "import _pickle as p",
         "import numpy as np\nnp.load('x.npy', allow_pickle=True)",
+        "import torchvision\ntorchvision.datasets.CIFAR10('root', download=True)",
+        "import torchvision\nreaders = {'cifar10': torchvision.datasets.CIFAR10}",
     ],
 )
 def test_the_scan_catches_each_way_to_unpickle(code: str) -> None:

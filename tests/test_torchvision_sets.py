@@ -1,9 +1,11 @@
-"""`ganji fetch-data mnist|cifar10`: conversion of torchvision's raw files, written here, offline."""
+"""`ganji fetch-data mnist|cifar10`: conversion of the published raw files (written here, offline)."""
 
 from __future__ import annotations
 
-import pickle
+import hashlib
+import io
 import struct
+import tarfile
 from pathlib import Path
 from urllib.error import URLError
 
@@ -32,19 +34,29 @@ def write_mnist_raw(root: Path, n: int = 6) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_cifar_batches(root: Path, per_batch: int = 2) -> np.ndarray:
-    """The python pickle batches torchvision's CIFAR10 reads from root/cifar-10-batches-py."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
+def write_cifar_archive(root: Path, per_batch: int = 2) -> np.ndarray:
+    """A cifar-10-binary.tar.gz laid out as the real one: five training batches of 3,073-byte records,
+    a test batch and the class names (rows of the returned array: the CHW pixels of each image)."""
+    root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (5 * per_batch, 3072), dtype=np.uint8)
-    for i in range(5):
-        rows = data[i * per_batch : (i + 1) * per_batch]
-        labels = [(i * per_batch + j) % 10 for j in range(per_batch)]
-        (folder / f"data_batch_{i + 1}").write_bytes(pickle.dumps({"data": rows, "labels": labels}))
-    (folder / "test_batch").write_bytes(pickle.dumps({"data": data[:1], "labels": [0]}))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}))
+    labels = (np.arange(5 * per_batch) % 10).astype(np.uint8)
+    members = {f"cifar-10-batches-bin/data_batch_{i + 1}.bin": np.concatenate(
+        [labels[i * per_batch : (i + 1) * per_batch, None], data[i * per_batch : (i + 1) * per_batch]], axis=1).tobytes()
+        for i in range(5)}
+    members["cifar-10-batches-bin/test_batch.bin"] = bytes(3073)
+    members["cifar-10-batches-bin/batches.meta.txt"] = "".join(f"class{i}\n" for i in range(10)).encode() + b"\n"
+    with tarfile.open(root / "cifar-10-binary.tar.gz", "w:gz") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
     return data
+
+
+def fake_md5(monkeypatch: pytest.MonkeyPatch, archive: Path) -> None:
+    """Let the test's archive pass as the published one."""
+    monkeypatch.setattr(torchvision_sets, "CIFAR_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
 
 
 def test_mnist_from_raw_files(home: Path) -> None:
@@ -62,11 +74,10 @@ def test_mnist_from_raw_files(home: Path) -> None:
     assert big.images.shape == (4, 1, 64, 64) and big.labels.tolist() == labels[:4].tolist()
 
 
-def test_cifar10_from_pickled_batches(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = write_cifar_batches(home / "cache" / "torchvision")
-    # These are not the real archive's files, so their md5 sums differ: skip torchvision's checks.
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+def test_cifar10_from_the_binary_archive_without_unpickling(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = home / "cache" / "torchvision"
+    data = write_cifar_archive(root)
+    fake_md5(monkeypatch, root / "cifar-10-binary.tar.gz")
     build_torchvision(home, "cifar10", size=32, progress=False)
     ds = load_dataset(home, "cifar10")
     assert ds.images.shape == (10, 3, 32, 32)
@@ -75,6 +86,24 @@ def test_cifar10_from_pickled_batches(home: Path, monkeypatch: pytest.MonkeyPatc
     assert ds.manifest["classes"] == [f"class{i}" for i in range(10)]
     build_torchvision(home, "cifar10", name="c16", size=16, progress=False)
     assert load_dataset(home, "c16").images.shape == (10, 3, 16, 16)
+    assert not (root / "cifar-10-batches-bin").exists()  # read from the archive, nothing extracted
+
+
+def test_a_cifar_archive_that_is_not_the_published_one(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = home / "cache" / "torchvision"
+    write_cifar_archive(root)
+    with pytest.raises(GanjiError, match="does not match CIFAR-10's published md5"):
+        build_torchvision(home, "cifar10", size=32, progress=False)
+    # Right checksum, wrong contents (a member missing): named, and nothing is written.
+    archive = root / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+        info.size = 3073
+        tar.addfile(info, io.BytesIO(bytes(3073)))
+    fake_md5(monkeypatch, archive)
+    with pytest.raises(GanjiError, match="data_batch_2.bin"):
+        build_torchvision(home, "cifar10", size=32, progress=False)
+    assert not dataset_path(home, "cifar10").exists()
 
 
 def test_chunked_resize_matches_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,13 +125,13 @@ def _offline(*args, **kwargs):
 
 def test_no_network_is_a_one_line_error(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", _offline)
-    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", _offline)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", _offline)
     with pytest.raises(GanjiError, match=r"could not download mnist .*train-images-idx3-ubyte"):
         build_torchvision(home, "mnist", progress=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["fetch-data", "cifar10", "--home", str(home), "-q"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: could not download cifar10 (cifar-10-python.tar.gz)") and "\n" not in err
+    assert err.startswith("error: could not download cifar10 (cifar-10-binary.tar.gz)") and "\n" not in err
     assert "Traceback" not in err
     assert not dataset_path(home, "mnist").exists() and not dataset_path(home, "cifar10").exists()

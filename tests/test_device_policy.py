@@ -1,0 +1,72 @@
+"""Every GPU-only speed path has a CPU fallback, chosen by `--device auto`, and the GPU paths'
+numerics can be exercised on the CPU: bf16 autocast and channels_last give the same training step
+as plain fp32 (up to bf16 rounding), and the policy a CUDA device would get is the one documented."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganji.recipes import recipe_class
+from ganji.train.config import OPTIONS_TYPES, TrainConfig
+from ganji.train.device import BF16_BY_DEFAULT, Precision, choose_precision, resolve_device
+from ganji.train.loop import normalise
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+TINY = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50},
+        "gan": {"layers": (16, 8, 8, 8), "latent_dim": 8, "disc_ratio": 1}}
+
+
+def test_auto_falls_back_to_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == CPU
+
+
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+def test_the_cpu_gets_plain_fp32_and_a_gpu_the_fast_paths(model: str) -> None:
+    cpu = choose_precision(model, CPU, "auto", compile=True)
+    assert (cpu.bf16, cpu.channels_last, cpu.compile) == (False, False, False)
+    assert cpu.memory_format() == torch.contiguous_format
+    gpu = choose_precision(model, CUDA, "auto", compile=True)
+    assert (gpu.bf16, gpu.channels_last, gpu.compile) == (BF16_BY_DEFAULT[model], True, True)
+    assert choose_precision(model, CUDA, "fp32", compile=False).bf16 is False
+    assert choose_precision(model, CUDA, "auto", compile=False).compile is False
+
+
+def _recipe(model: str, precision: Precision):
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=model, batch_size=8, device="cpu", options=OPTIONS_TYPES[model](**TINY[model]))
+    return recipe_class(model)(cfg, 16, 1, 100, precision)
+
+
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+def test_on_the_cpu_adam_is_foreach_and_nothing_is_compiled(model: str) -> None:
+    recipe = _recipe(model, choose_precision(model, CPU, "auto", compile=True))
+    assert not recipe.compiled
+    for opt in recipe.optimizers.values():
+        assert opt.defaults["foreach"] is True and not opt.defaults["fused"]
+
+
+@pytest.mark.parametrize("model", ["vae", "ddpm"])
+def test_bf16_autocast_and_channels_last_train_like_fp32(model: str) -> None:
+    """The numerics of the CUDA policy (bf16 autocast, channels_last), run on the CPU: the first
+    step's loss matches fp32's to bf16 precision, and the updated weights stay close."""
+    images = torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    results = {}
+    for name, prec in {
+        "fp32": Precision(CPU, bf16=False, channels_last=False, compile=False),
+        "channels_last": Precision(CPU, bf16=False, channels_last=True, compile=False),
+        "bf16": Precision(CPU, bf16=True, channels_last=True, compile=False),
+    }.items():
+        recipe = _recipe(model, prec)
+        x = normalise(images, recipe.data_range, prec)
+        assert x.is_contiguous(memory_format=prec.memory_format())
+        torch.manual_seed(2)
+        loss = recipe.train_step(x)["loss"].item()
+        params = torch.cat([p.detach().float().flatten() for p in next(iter(recipe.nets.values())).parameters()])
+        results[name] = (loss, params)
+    ref_loss, ref_params = results["fp32"]
+    assert results["channels_last"][0] == pytest.approx(ref_loss, rel=1e-5)
+    torch.testing.assert_close(results["channels_last"][1], ref_params, rtol=1e-4, atol=1e-5)
+    assert results["bf16"][0] == pytest.approx(ref_loss, rel=2e-2)  # bf16 has 8 bits of mantissa
+    assert (results["bf16"][1] - ref_params).abs().max() < 1e-2  # one Adam step moves a weight by ~lr
