@@ -233,3 +233,13 @@ def test_sync_batchnorm(tmp_path: Path) -> None:
     proc = subprocess.run(command, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("sync batchnorm ok") == 2
+
+
+def test_nproc_errors_are_one_line_and_start_no_run(data: Path) -> None:
+    command = [sys.executable, "-m", "ganji", "train", "vae", *VAE_ARGS, "--batch-size", "15", "--nproc", "2", "--run", "odd"]
+    proc = subprocess.run(command, env=_env(data), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: --batch-size 15 is the global batch and must be divisible by the number of processes (2): use a multiple of 2, e.g. 14"
+    ]
+    assert not (data / "runs" / "vae" / "odd").exists()

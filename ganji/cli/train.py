@@ -6,6 +6,7 @@ CUDA machine); under torchrun, only rank 0 prints.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from enum import Enum
@@ -57,6 +58,8 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    # A failed process has printed its own one-line error; the launcher's log of the failure would repeat it.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     if "OMP_NUM_THREADS" not in os.environ:  # torchrun's default is 1; share this machine's cores instead
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     config = LaunchConfig(
