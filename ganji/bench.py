@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from ganji.eager_baseline import eager_step
+from ganji.step_profile import StepProfile, profile_steps
 from ganji.recipes import recipe_class
 from ganji.recipes.base import Recipe
 from ganji.train.config import OPTIONS_TYPES, TrainConfig
@@ -57,6 +59,7 @@ class TrainBench:
     # The same model, batch and device in a plain eager fp32 loop (ganji.eager_baseline), if timed.
     eager_images_per_s: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    profile: StepProfile | None = None  # where a step's time goes, if asked for (`--profile N`)
 
 
 def make_bench_recipe(model: str, size: int, batch_size: int | None, device: torch.device, precision: str, compile: bool, options: dict[str, Any]) -> Recipe:
@@ -125,6 +128,8 @@ def bench_train(
     max_seconds: float = 10.0,
     options: dict[str, Any] | None = None,
     eager_baseline: bool = False,
+    profile: int = 0,
+    trace: Path | None = None,
 ) -> TrainBench:
     """Training throughput of `model` with the paper's architecture and batch size on random images.
 
@@ -154,6 +159,7 @@ def bench_train(
         one()
     steps, seconds = _timed(one, device, min_steps, max_seconds)
     rate = steps * B / seconds
+    step_profile = profile_steps(one, device, profile, trace=trace) if profile > 0 else None
     eager_rate = None
     if eager_baseline:
         plain = eager_step(recipe, x)
@@ -180,6 +186,7 @@ def bench_train(
         timed_steps=steps,
         eager_images_per_s=eager_rate,
         settings={"options": opts, "warmup": warmup, "torch": torch.__version__},
+        profile=step_profile,
     )
 
 

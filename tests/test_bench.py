@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -62,3 +64,54 @@ def test_bench_train_times_the_eager_baseline() -> None:
     r = bench_train("vae", "cpu", size=16, batch_size=4, warmup=1, min_steps=1, max_seconds=0,
                     options={"base_width": 8, "latent_dim": 8}, eager_baseline=True)
     assert r.eager_images_per_s is not None and 0 < r.eager_images_per_s < float("inf")
+
+
+def test_bench_train_profiles_where_a_step_goes(tmp_path) -> None:
+    trace = tmp_path / "traces" / "ddpm.json"
+    r = bench_train("ddpm", "cpu", size=16, batch_size=4, warmup=1, min_steps=1, max_seconds=0,
+                    options={"base_width": 8, "timesteps": 50}, profile=2, trace=trace)
+    p = r.profile
+    assert p is not None and p.steps == 2 and p.timed_on == "cpu" and p.wall_ms_per_step > 0
+    assert 0 < len(p.top) <= 12 and 0 < sum(op.share for op in p.top) <= 1 + 1e-9
+    assert [op.self_ms_per_step for op in p.top] == sorted((op.self_ms_per_step for op in p.top), reverse=True)
+    # A U-Net step is mostly convolutions, forward and backward.
+    assert any("convolution" in op.name for op in p.top[:3])
+    assert json.loads(trace.read_text())["traceEvents"] and not list(trace.parent.glob(".*.tmp"))
+
+
+def test_bench_trace_needs_profile(tmp_path, capsys) -> None:
+    from ganji.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "train", "--trace", str(tmp_path), "--models", "vae"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == "error: --trace needs --profile N (the number of steps to profile)"
+
+
+def test_a_gpu_profile_counts_each_kernel_once() -> None:
+    """The CUDA branch of the profile summary, on events shaped as torch.profiler's: CPU operators
+    carry the kernel time they launched, and the kernels are listed again as events of their own."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from ganji.step_profile import summarise
+
+    def event(key: str, device: DeviceType, self_cpu: float, self_gpu: float, count: int = 2) -> SimpleNamespace:
+        return SimpleNamespace(key=key, count=count, device_type=device, self_cpu_time_total=self_cpu, self_device_time_total=self_gpu)
+
+    events = [
+        event("aten::convolution_backward", DeviceType.CPU, 40.0, 600.0),
+        event("aten::cudnn_convolution", DeviceType.CPU, 30.0, 300.0),
+        event("Optimizer.step#Adam.step", DeviceType.CPU, 500.0, 0.0),  # Python time only: no kernels
+        event("sm90_xmma_dgrad_kernel", DeviceType.CUDA, 0.0, 600.0),
+        event("sm90_xmma_fprop_kernel", DeviceType.CUDA, 0.0, 300.0),
+        event("multi_tensor_apply_kernel", DeviceType.CUDA, 0.0, 100.0),
+    ]
+    rows, busy_ms = summarise(events, steps=2, on_cuda=True)
+    assert busy_ms == pytest.approx(1000.0 / 1e3 / 2)  # the kernels' 1,000 us, once, over 2 steps
+    assert [r.name for r in rows] == ["aten::convolution_backward", "aten::cudnn_convolution"]
+    assert rows[0].self_ms_per_step == pytest.approx(0.3) and rows[0].share == pytest.approx(0.6) and rows[0].calls_per_step == 1
+    # On the CPU the same events rank by CPU time, and nothing is a kernel.
+    cpu_rows, cpu_busy = summarise(events[:3], steps=2, on_cuda=False)
+    assert cpu_rows[0].name == "Optimizer.step#Adam.step" and cpu_busy == pytest.approx(570.0 / 1e3 / 2)

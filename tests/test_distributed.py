@@ -243,3 +243,18 @@ def test_nproc_errors_are_one_line_and_start_no_run(data: Path) -> None:
         "error: --batch-size 15 is the global batch and must be divisible by the number of processes (2): use a multiple of 2, e.g. 14"
     ]
     assert not (data / "runs" / "vae" / "odd").exists()
+
+
+def test_nproc_checks_the_devices_once_before_starting_processes(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    command = [sys.executable, "-m", "ganji", "train", "vae", *VAE_ARGS, "--device", "cuda", "--nproc", "2", "--run", "gpu"]
+    proc = subprocess.run(command, env={**_env(data), "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["error: --device cuda was asked for but no CUDA GPU is available; use --device cpu or auto"]
+    # More processes than GPUs (a machine with one GPU, as torch would report it).
+    from ganji.cli.train import check_devices_for
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(GanjiError, match=r"--nproc 2 needs one GPU per process but this machine has 1: use --nproc 1 or --device cpu"):
+        check_devices_for(2, "auto")
+    check_devices_for(2, "cpu")  # CPU processes need no GPU

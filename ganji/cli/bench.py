@@ -45,6 +45,8 @@ def bench_train_command(
     seconds: Annotated[float, typer.Option(help="Keep timing steps until this many seconds have passed.")] = 10.0,
     base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width \\[default: 64, the paper's].", show_default=False)] = None,
     eager: Annotated[bool, typer.Option("--eager-baseline/--no-eager-baseline", help="Also time a plain eager fp32 PyTorch loop of the same model and batch, for comparison.")] = True,
+    profile: Annotated[int, typer.Option(help="Then profile this many steps: the operators that take a step's time, and how busy the GPU was.")] = 0,
+    trace: Annotated[Path | None, typer.Option(help="With --profile: write each model's Chrome/Perfetto trace into this folder.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model).")] = False,
 ) -> None:
     """Training images/s, epoch time on the 10,020-kanji set, FLOPs per image, MFU and peak memory."""
@@ -52,13 +54,19 @@ def bench_train_command(
 
     if size < 16 or size % 16:
         raise GanjiError(f"--size must be a positive multiple of 16 (got {size})")
-    if warmup < 0 or min_steps < 1 or seconds < 0:
-        raise GanjiError("--warmup must be >= 0, --min-steps >= 1 and --seconds >= 0")
+    if warmup < 0 or min_steps < 1 or seconds < 0 or profile < 0:
+        raise GanjiError("--warmup must be >= 0, --min-steps >= 1, --seconds >= 0 and --profile >= 0")
+    if trace is not None and not profile:
+        raise GanjiError("--trace needs --profile N (the number of steps to profile)")
+    if trace is not None and trace.exists() and not trace.is_dir():
+        raise GanjiError(f"--trace must be a folder: {trace} is a file")
     results = []
     for model in _models(models):
         options = {"base_width": base_width} if model == "ddpm" and base_width else {}
         with err_console.status(f"timing {model} training..."):
-            results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options, eager))
+            model_trace = trace / f"{model}-train-trace.json" if trace is not None else None
+            results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options, eager,
+                                       profile, model_trace))
     if as_json:
         console.print_json(json.dumps([as_dict(r) for r in results]))
         return
@@ -72,8 +80,29 @@ def bench_train_command(
                       f"{r.peak_mem_mb:,.0f}", str(r.timed_steps), _fmt(r.eager_images_per_s, ",.1f"),
                       _fmt(None if r.eager_images_per_s is None else r.images_per_s / r.eager_images_per_s, ".2f"))
     console.print(table)
+    for r in results:
+        if r.profile is not None:
+            print_profile(r.model, r.profile)
+    if trace is not None:
+        console.print(f"traces (open in https://ui.perfetto.dev or chrome://tracing): {trace}")
     console.print("GAN steps run all of their D steps (worst case); MFU is against the GPU's dense bf16 peak. "
                   "Plain eager: the same networks and batch in a bare fp32 PyTorch loop (no EMA, no autocast, no compile).")
+
+
+def print_profile(model: str, p) -> None:
+    """One model's step profile: its top operators, and how much of the step's wall time they fill."""
+    where = "GPU kernel" if p.timed_on == "cuda" else "CPU"
+    table = Table(title=f"{model}: where a training step goes ({p.steps} profiled steps, {where} self time per step)")
+    for col in ("operator", "calls/step", "ms/step", "share"):
+        table.add_column(col, justify="left" if col == "operator" else "right")
+    for op in p.top:
+        table.add_row(op.name, f"{op.calls_per_step:g}", f"{op.self_ms_per_step:,.3f}", f"{100 * op.share:.1f}%")
+    console.print(table)
+    if p.timed_on == "cuda":
+        console.print(f"{model}: GPU busy {p.busy_ms_per_step:,.2f} ms of {p.wall_ms_per_step:,.2f} ms wall per step "
+                      f"({100 * p.busy_share:.0f}%): {'kernel-bound' if p.busy_share > 0.8 else 'launch/Python-bound: CUDA graphs or bigger batches would help'}")
+    else:
+        console.print(f"{model}: {p.busy_ms_per_step:,.2f} ms of operator CPU time in {p.wall_ms_per_step:,.2f} ms wall per step (under the profiler)")
 
 
 @bench_app.command("sample")

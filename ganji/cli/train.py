@@ -45,6 +45,19 @@ def _without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+def check_devices_for(nproc: int, device: str) -> None:
+    """Before starting N processes: the errors every one of them would print, said once here."""
+    import torch
+
+    from ganji.train.device import resolve_device
+
+    if resolve_device(device).type == "cuda" and torch.cuda.device_count() < nproc:
+        raise GanjiError(
+            f"--nproc {nproc} needs one GPU per process but this machine has {torch.cuda.device_count()}: "
+            f"use --nproc {torch.cuda.device_count()} or --device cpu"
+        )
+
+
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
     """Run `python -m ganji ARGV` in `nproc` processes as `torchrun --standalone --nproc-per-node N` does.
 
@@ -134,6 +147,7 @@ def train_command(
         if world.launched:
             raise GanjiError("--nproc starts torchrun itself: leave it out when the command already runs under torchrun")
         if nproc > 1:
+            check_devices_for(nproc, device or "auto")
             raise typer.Exit(launch_torchrun(nproc, _without_nproc(sys.argv[1:])))
     from ganji.train.distributed import ReportedOnMain
     from ganji.train.loop import summary_table, train
