@@ -23,7 +23,7 @@ from ganji.step_profile import StepProfile, profile_steps
 from ganji.recipes import recipe_class
 from ganji.recipes.base import Recipe
 from ganji.train.config import OPTIONS_TYPES, TrainConfig
-from ganji.train.device import Precision, choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
+from ganji.train.device import choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
 from ganji.train.loop import normalise
 
 # Dense bf16 tensor-core peaks (vendor datasheets), by a substring of torch.cuda.get_device_name().

@@ -251,7 +251,7 @@ def test_nproc_checks_the_devices_once_before_starting_processes(data: Path, mon
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["error: --device cuda was asked for but no CUDA GPU is available; use --device cpu or auto"]
     # More processes than GPUs (a machine with one GPU, as torch would report it).
-    from ganji.cli.train import check_devices_for
+    from ganji.train.launch import check_devices_for
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -6,7 +6,7 @@ Sources: the GANji study (REFERENCE.md, "VAE", "GAN", "DDPM") and its experiment
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ganji.errors import GanjiError
