@@ -8,6 +8,7 @@ dense bf16 peak.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -116,6 +117,21 @@ def _timed(fn: Callable[[], Any], device: torch.device, min_steps: int, max_seco
     return steps, time.perf_counter() - start
 
 
+def _alternating(a: Callable[[], Any], b: Callable[[], Any], device: torch.device, min_steps: int, max_seconds: float) -> tuple[list[float], list[float]]:
+    """Seconds of each step of `a` and of `b`, run alternately (a, b, a, b, ...), at least
+    min_steps of each and until max_seconds pass for each; synced around every step."""
+    times: tuple[list[float], list[float]] = ([], [])
+    start = time.perf_counter()
+    while len(times[0]) < min_steps or (time.perf_counter() - start < 2 * max_seconds and len(times[0]) < 10_000):
+        for fn, out in zip((a, b), times):
+            synchronize(device)
+            begin = time.perf_counter()
+            fn()
+            synchronize(device)
+            out.append(time.perf_counter() - begin)
+    return times
+
+
 def bench_train(
     model: str,
     device_name_: str = "auto",
@@ -157,16 +173,19 @@ def bench_train(
 
     for _ in range(warmup):
         one()
-    steps, seconds = _timed(one, device, min_steps, max_seconds)
-    rate = steps * B / seconds
-    step_profile = profile_steps(one, device, profile, trace=trace) if profile > 0 else None
     eager_rate = None
     if eager_baseline:
         plain = eager_step(recipe, x)
         for _ in range(warmup):
             plain()
-        eager_steps, eager_seconds = _timed(plain, device, min_steps, max_seconds)
-        eager_rate = eager_steps * B / eager_seconds
+        # Alternating steps, so that both loops see the same machine state (on a shared CPU, its
+        # speed drifts by ~10% from one minute to the next); the median step of each.
+        ours, theirs = _alternating(one, plain, device, min_steps, max_seconds)
+        steps, rate, eager_rate = len(ours), B / statistics.median(ours), B / statistics.median(theirs)
+    else:
+        steps, seconds = _timed(one, device, min_steps, max_seconds)
+        rate = steps * B / seconds
+    step_profile = profile_steps(one, device, profile, trace=trace) if profile > 0 else None
     flops = train_flops_per_image(model, size, device, precision, opts)
     peak = bf16_peak_tflops(device)
     mfu = (flops * rate) / (peak * 1e12) if peak else None

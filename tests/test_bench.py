@@ -115,3 +115,11 @@ def test_a_gpu_profile_counts_each_kernel_once() -> None:
     # On the CPU the same events rank by CPU time, and nothing is a kernel.
     cpu_rows, cpu_busy = summarise(events[:3], steps=2, on_cuda=False)
     assert cpu_rows[0].name == "Optimizer.step#Adam.step" and cpu_busy == pytest.approx(570.0 / 1e3 / 2)
+
+
+def test_ganji_and_the_eager_baseline_are_timed_alternately() -> None:
+    from ganji.bench import _alternating
+
+    calls: list[str] = []
+    ours, theirs = _alternating(lambda: calls.append("a"), lambda: calls.append("b"), torch.device("cpu"), min_steps=3, max_seconds=0)
+    assert calls == ["a", "b"] * 3 and len(ours) == len(theirs) == 3 and min(ours + theirs) >= 0

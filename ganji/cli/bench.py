@@ -86,7 +86,8 @@ def bench_train_command(
     if trace is not None:
         console.print(f"traces (open in https://ui.perfetto.dev or chrome://tracing): {trace}")
     console.print("GAN steps run all of their D steps (worst case); MFU is against the GPU's dense bf16 peak. "
-                  "Plain eager: the same networks and batch in a bare fp32 PyTorch loop (no EMA, no autocast, no compile).")
+                  "Plain eager: the same networks and batch in a bare fp32 PyTorch loop (no EMA, no autocast, no compile); "
+                  "with it, both img/s are medians of steps timed alternately.")
 
 
 def print_profile(model: str, p) -> None:
