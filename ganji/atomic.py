@@ -54,6 +54,12 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     _fsync_dir(path.parent)
 
 
+def leftover_temporaries(folder: Path, names: str = "*") -> list[Path]:
+    """Temporary files that `write_atomic` made for files of `folder` matching the glob `names` and
+    that a process killed mid-write left behind (".NAME.<random>.tmp"; the files themselves are intact)."""
+    return sorted(Path(folder).glob(f".{names}.*.tmp"))
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     write_atomic(path, lambda tmp: tmp.write_bytes(data))
 

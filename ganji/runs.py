@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 import time
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ganji.atomic import leftover_temporaries
 from ganji.errors import GanjiError
 from ganji.home import runs_dir
 
@@ -109,3 +111,28 @@ def create_run(home: Path, model: str, name: str | None) -> Run:
         raise GanjiError(f"run {model}/{name} already exists: add --resume to continue it, or choose another --run")
     path.mkdir(parents=True, exist_ok=True)
     return Run(model, name, path)
+
+
+def remove_stale_temporaries(run: Run) -> None:
+    """Delete what interrupted atomic writes of this run's files left behind (the files themselves are intact)."""
+    found = [tmp for path in (run.config_path, run.checkpoint_path, run.best_checkpoint_path, run.metrics_path)
+             for tmp in leftover_temporaries(path.parent, glob.escape(path.name))]
+    found += leftover_temporaries(run.samples_dir, "step-*")
+    for path in found:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def discard_unstarted_run(run: Run) -> None:
+    """Remove the folder of a new run that failed to start (bad options, no GPU, ...), if it holds no checkpoint."""
+    if run.checkpoint_path.exists():
+        return
+    for path in (run.config_path, run.metrics_path):
+        path.unlink(missing_ok=True)
+    for folder in (run.samples_dir, run.path):
+        try:
+            folder.rmdir()  # only when empty: anything else in it stays
+        except OSError:
+            pass

@@ -21,6 +21,7 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from ganji.atomic import write_atomic
 from ganji.train.device import synchronize
 
 
@@ -86,7 +87,7 @@ def summarise(events: list[Any], steps: int, on_cuda: bool, top: int = 12) -> tu
 def profile_steps(step: Callable[[], Any], device: torch.device, steps: int, top: int = 12, trace: Path | None = None) -> StepProfile:
     """Run `step` `steps` times under torch.profiler; the top operators by self time, per step.
 
-    `trace`: also write the Chrome/Perfetto trace there (atomically: a temporary file, then renamed).
+    `trace`: also write the Chrome/Perfetto trace there (atomically).
     """
     on_cuda = device.type == "cuda"
     # Kineto (the profiler's tracer) logs an error line when a CUDA build of torch finds no GPU: quiet
@@ -102,13 +103,7 @@ def profile_steps(step: Callable[[], Any], device: torch.device, steps: int, top
         wall = time.perf_counter() - start
     rows, busy_ms = summarise(list(prof.key_averages()), steps, on_cuda, top)
     if trace is not None:
-        trace.parent.mkdir(parents=True, exist_ok=True)
-        tmp = trace.with_name(f".{trace.name}.{os.getpid()}.tmp")
-        try:
-            prof.export_chrome_trace(str(tmp))
-            os.replace(tmp, trace)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(trace, lambda tmp: prof.export_chrome_trace(str(tmp)))
     return StepProfile(
         steps=steps,
         timed_on="cuda" if on_cuda else "cpu",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,25 @@ def test_optimizer_state_gets_the_parameters_layout_back() -> None:
         for k in ("exp_avg", "exp_avg_sq"):
             assert fresh.state[p][k].stride() == p.stride()
             assert torch.equal(fresh.state[p][k], opt.state[p][k])
+
+
+def test_a_runs_leftover_temporaries_are_found_by_the_atomic_writers_naming(tmp_path: Path) -> None:
+    """What a write killed mid-way leaves (write_atomic's own temporary name) is removed when the
+    run starts again; the run's files and anything not ganji's stay."""
+    import tempfile
+
+    from ganji.runs import Run, remove_stale_temporaries
+
+    run = Run("vae", "r", tmp_path / "r")
+    run.samples_dir.mkdir(parents=True)
+    run.checkpoint_path.write_bytes(b"ckpt")
+    left = []
+    for path in (run.checkpoint_path, run.metrics_path, run.samples_dir / "step-00000004.png"):
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # as write_atomic names it
+        os.close(fd)
+        left.append(Path(name))
+    foreign = run.path / ".notes.txt.abc.tmp"
+    foreign.write_text("mine")
+    remove_stale_temporaries(run)
+    assert not any(p.exists() for p in left)
+    assert foreign.exists() and run.checkpoint_path.read_bytes() == b"ckpt"

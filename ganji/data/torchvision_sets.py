@@ -12,7 +12,6 @@ the members it expects.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sys
 import tarfile
 from dataclasses import dataclass
@@ -81,20 +80,12 @@ def _member_bytes(tar: tarfile.TarFile, name: str) -> bytes:
     return handle.read()
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_cifar10(root: Path, download: bool = True) -> CifarBinary:
     """CIFAR-10's training split from `root`/cifar-10-binary.tar.gz, downloaded (md5-checked) if missing."""
-    from torchvision.datasets.utils import download_url
+    from torchvision.datasets.utils import calculate_md5, download_url
 
     archive = root / CIFAR_ARCHIVE
-    if archive.is_file() and _md5(archive) != CIFAR_MD5:
+    if archive.is_file() and calculate_md5(archive) != CIFAR_MD5:
         raise GanjiError(f"{archive} does not match CIFAR-10's published md5 (a partial or altered download): delete it and run again")
     if not archive.is_file():
         if not download:

@@ -86,9 +86,6 @@ class World:
         return self.size > 1
 
     # -- the global batch ------------------------------------------------------------------------
-    def per_rank_batch(self, batch_size: int) -> int:
-        return per_rank_batch(batch_size, self.size)
-
     def draw(self, local_n: int, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
         """`draw(n)` for the global batch (local_n x world size) on every rank, this rank's slice.
 

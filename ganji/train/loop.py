@@ -48,7 +48,7 @@ from ganji.errors import GanjiError
 from ganji.images import make_grid, save_png, to_uint8
 from ganji.recipes import recipe_class
 from ganji.recipes.base import Recipe
-from ganji.runs import Run
+from ganji.runs import Run, discard_unstarted_run, remove_stale_temporaries
 from ganji.train import distributed
 from ganji.train.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
 from ganji.train.config import TrainConfig
@@ -555,36 +555,6 @@ def _train(world: World, home: Path, model: str, given: dict[str, Any], run_name
 def _error(world: World, message: str) -> GanjiError:
     """An error every rank runs into alike: rank 0 reports it, the others exit quietly."""
     return GanjiError(message) if world.is_main else ReportedOnMain(message)
-
-
-# Temporary files of the atomic writes this loop makes (ganji.atomic: ".NAME.<random>.tmp"); a
-# kill -9 in the middle of a write leaves one behind.
-_OWN_TEMPORARIES = (".checkpoint.safetensors.", ".best.safetensors.", ".metrics.jsonl.", ".config.json.")
-
-
-def remove_stale_temporaries(run: Run) -> None:
-    """Delete what interrupted atomic writes of this run's files left behind (the files themselves are intact)."""
-    found = [p for p in run.path.glob(".*.tmp") if p.name.startswith(_OWN_TEMPORARIES)]
-    if run.samples_dir.is_dir():
-        found += [p for p in run.samples_dir.glob(".step-*.tmp")]
-    for path in found:
-        try:
-            path.unlink()
-        except OSError:
-            pass
-
-
-def discard_unstarted_run(run: Run) -> None:
-    """Remove the folder of a new run that failed to start (bad options, no GPU, ...), if it holds no checkpoint."""
-    if run.checkpoint_path.exists():
-        return
-    for path in (run.config_path, run.metrics_path):
-        path.unlink(missing_ok=True)
-    for folder in (run.samples_dir, run.path):
-        try:
-            folder.rmdir()  # only when empty: anything else in it stays
-        except OSError:
-            pass
 
 
 def _read_run_config(run: Run) -> dict[str, Any]:
