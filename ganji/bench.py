@@ -48,6 +48,7 @@ class TrainBench:
     device: str
     precision: str
     compiled: bool
+    compile_mode: str  # torch.compile's mode, when compiled
     batch_size: int
     image_size: int
     parameters: int
@@ -63,10 +64,11 @@ class TrainBench:
     profile: StepProfile | None = None  # where a step's time goes, if asked for (`--profile N`)
 
 
-def make_bench_recipe(model: str, size: int, batch_size: int | None, device: torch.device, precision: str, compile: bool, options: dict[str, Any]) -> Recipe:
+def make_bench_recipe(model: str, size: int, batch_size: int | None, device: torch.device, precision: str, compile: bool,
+                      options: dict[str, Any], compile_mode: str = "default", cudnn_benchmark: bool = True) -> Recipe:
     cfg = TrainConfig(model=model, batch_size=batch_size or 0, device=device.type, precision=precision, compile=compile,
-                      options=OPTIONS_TYPES[model](**options))
-    prec = choose_precision(model, device, precision, compile)
+                      compile_mode=compile_mode, options=OPTIONS_TYPES[model](**options))
+    prec = choose_precision(model, device, precision, compile, compile_mode, cudnn_benchmark)
     return recipe_class(model)(cfg, size, 1, 10_000, prec)
 
 
@@ -146,6 +148,8 @@ def bench_train(
     eager_baseline: bool = False,
     profile: int = 0,
     trace: Path | None = None,
+    compile_mode: str = "default",
+    cudnn_benchmark: bool = True,
 ) -> TrainBench:
     """Training throughput of `model` with the paper's architecture and batch size on random images.
 
@@ -157,7 +161,7 @@ def bench_train(
     if model == "gan":
         opts.setdefault("disc_acc_stop", 2.0)
     torch.manual_seed(0)
-    recipe = make_bench_recipe(model, size, batch_size, device, precision, compile, opts)
+    recipe = make_bench_recipe(model, size, batch_size, device, precision, compile, opts, compile_mode, cudnn_benchmark)
     B = recipe.cfg.batch_size
     images = torch.randint(0, 256, (B, 1, size, size), dtype=torch.uint8, device=device)
     x = normalise(images, recipe.data_range, recipe.precision)
@@ -167,6 +171,8 @@ def bench_train(
 
     def one() -> None:
         nonlocal step
+        if recipe.precision.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # as the training loop does
         recipe.train_step(x)
         recipe.after_step(step)
         step += 1
@@ -194,6 +200,7 @@ def bench_train(
         device=device_name(device),
         precision=recipe.precision.name,
         compiled=recipe.compiled,
+        compile_mode=compile_mode,
         batch_size=B,
         image_size=size,
         parameters=sum(recipe.parameter_counts().values()),
@@ -204,7 +211,7 @@ def bench_train(
         peak_mem_mb=peak_memory_mb(device),
         timed_steps=steps,
         eager_images_per_s=eager_rate,
-        settings={"options": opts, "warmup": warmup, "torch": torch.__version__},
+        settings={"options": opts, "warmup": warmup, "torch": torch.__version__, "cudnn_benchmark": recipe.precision.cudnn_benchmark},
         profile=step_profile,
     )
 

@@ -248,6 +248,8 @@ def edit_config(path: Path, how: str) -> None:
         data["config"]["warp_speed"] = 9
     elif how == "wrong-type":
         data["config"]["epochs"] = "ten"
+    elif how == "unknown-compile-mode":
+        data["config"]["compile_mode"] = "warp"
     elif how == "float-widths":
         data["config"]["options"]["layers"] = [16.5, 8, 8, 8]
     elif how == "string-betas":
@@ -268,6 +270,7 @@ def edit_config(path: Path, how: str) -> None:
         ("resume", "vae", "a-list"),
         ("resume", "vae", "unknown-field"),
         ("resume", "vae", "wrong-type"),
+        ("resume", "vae", "unknown-compile-mode"),
         ("resume", "gan", "float-widths"),
         ("resume", "gan", "string-betas"),
         ("resume", "vae", "other-model"),
@@ -529,6 +532,8 @@ TRAIN = ("train", "vae", "--dataset", "k16", "--batch-size", "8", "--latent-dim"
         ((*TRAIN, "--epochs", "0"), "--epochs must be at least 1 (got 0)"),
         ((*TRAIN, "--epochs", "-3"), "--epochs must be at least 1 (got -3)"),
         ((*TRAIN, "--max-steps", "-1"), "--max-steps must be >= 0"),
+        ((*TRAIN, "--compile-mode", "fast"), "--compile-mode must be one of default, reduce-overhead"),
+        (("bench", "train", "--compile-mode", "default,fast"), "--compile-mode takes default, reduce-overhead"),
         (("train", "vae", "--dataset", "k16", "--batch-size", "-8", "-q"), "--batch-size must be at least 1"),
         (("train", "vae", "--dataset", "k16", "--latent-dim", "-8", "-q"), "--latent-dim must be at least 1"),
         (("train", "ddpm", "--dataset", "k16", "--base-width", "-8", "-q"), "--base-width"),

@@ -66,6 +66,19 @@ def test_bench_train_times_the_eager_baseline() -> None:
     assert r.eager_images_per_s is not None and 0 < r.eager_images_per_s < float("inf")
 
 
+def test_bench_train_times_each_compile_mode_asked_for(capsys) -> None:
+    from ganji.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "train", "--models", "vae", "--device", "cpu", "--size", "16", "--batch-size", "4", "--warmup", "0",
+              "--min-steps", "1", "--seconds", "0", "--no-eager-baseline", "--compile-mode", "default,reduce-overhead", "--json"])
+    assert exit_info.value.code == 0
+    rows = json.loads(capsys.readouterr().out)
+    # A row per mode; nothing is compiled on the CPU, whatever the mode.
+    assert [(r["model"], r["compile_mode"], r["compiled"]) for r in rows] == [("vae", "default", False), ("vae", "reduce-overhead", False)]
+    assert all(r["images_per_s"] > 0 for r in rows)
+
+
 def test_bench_train_profiles_where_a_step_goes(tmp_path) -> None:
     trace = tmp_path / "traces" / "ddpm.json"
     r = bench_train("ddpm", "cpu", size=16, batch_size=4, warmup=1, min_steps=1, max_seconds=0,

@@ -9,7 +9,7 @@ import torch
 
 from ganji.recipes import recipe_class
 from ganji.train.config import OPTIONS_TYPES, TrainConfig
-from ganji.train.device import BF16_BY_DEFAULT, Precision, choose_precision, resolve_device
+from ganji.train.device import BF16_BY_DEFAULT, Precision, apply_backend_settings, choose_precision, resolve_device
 from ganji.train.loop import normalise
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
@@ -31,6 +31,18 @@ def test_the_cpu_gets_plain_fp32_and_a_gpu_the_fast_paths(model: str) -> None:
     assert (gpu.bf16, gpu.channels_last, gpu.compile) == (BF16_BY_DEFAULT[model], True, True)
     assert choose_precision(model, CUDA, "fp32", compile=False).bf16 is False
     assert choose_precision(model, CUDA, "auto", compile=False).compile is False
+    assert (cpu.cudnn_benchmark, gpu.cudnn_benchmark) == (False, True)
+    assert choose_precision(model, CUDA, cudnn_benchmark=False).cudnn_benchmark is False
+
+
+def test_cudnn_autotuning_is_set_for_a_gpu_and_the_cpu_leaves_the_flag_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    _recipe("ddpm", choose_precision("ddpm", CPU))
+    assert torch.backends.cudnn.benchmark is False
+    apply_backend_settings(choose_precision("ddpm", CUDA))  # a recipe on CUDA calls this first
+    assert torch.backends.cudnn.benchmark is True
+    apply_backend_settings(choose_precision("ddpm", CUDA, cudnn_benchmark=False))  # bench --no-cudnn-benchmark
+    assert torch.backends.cudnn.benchmark is False
 
 
 def _recipe(model: str, precision: Precision):

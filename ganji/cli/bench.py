@@ -13,6 +13,7 @@ from ganji.cli import app
 from ganji.cli.options import HomeOption
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
+from ganji.train.config import COMPILE_MODES
 
 bench_app = typer.Typer(help="Measure training, sampling and metric speed on this machine.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -40,6 +41,9 @@ def bench_train_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile on CUDA.")] = True,
+    compile_mode: Annotated[str, typer.Option(help="Comma-separated torch.compile modes to time, a row each: " + ", ".join(COMPILE_MODES)
+                                              + " (reduce-overhead and max-autotune replay CUDA graphs).")] = "default",
+    cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="CUDA: let cuDNN time its convolution algorithms once per shape and keep the fastest, as training does.")] = True,
     warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation happens here).")] = 2,
     min_steps: Annotated[int, typer.Option(help="Timed steps, at least.")] = 3,
     seconds: Annotated[float, typer.Option(help="Keep timing steps until this many seconds have passed.")] = 10.0,
@@ -60,13 +64,18 @@ def bench_train_command(
         raise GanjiError("--trace needs --profile N (the number of steps to profile)")
     if trace is not None and trace.exists() and not trace.is_dir():
         raise GanjiError(f"--trace must be a folder: {trace} is a file")
+    modes = [m.strip() for m in compile_mode.split(",") if m.strip()]
+    if not modes or any(m not in COMPILE_MODES for m in modes):
+        raise GanjiError(f"--compile-mode takes {', '.join(COMPILE_MODES)} (got {compile_mode!r})")
     results = []
     for model in _models(models):
         options = {"base_width": base_width} if model == "ddpm" and base_width else {}
-        with err_console.status(f"timing {model} training..."):
-            model_trace = trace / f"{model}-train-trace.json" if trace is not None else None
-            results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options, eager,
-                                       profile, model_trace))
+        for mode in modes:
+            with err_console.status(f"timing {model} training ({mode})..."):
+                suffix = "" if len(modes) == 1 else f"-{mode}"
+                model_trace = trace / f"{model}{suffix}-train-trace.json" if trace is not None else None
+                results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options, eager,
+                                           profile, model_trace, mode, cudnn_benchmark))
     if as_json:
         console.print_json(json.dumps([as_dict(r) for r in results]))
         return
@@ -74,7 +83,7 @@ def bench_train_command(
     for col in ("model", "precision", "compiled", "batch", "size", "params", "GFLOPs/img", "img/s", "epoch (10k) s", "MFU", "peak MiB", "timed steps", "plain eager img/s", "ganji / eager"):
         table.add_column(col, justify="right" if col not in ("model", "precision") else "left")
     for r in results:
-        table.add_row(r.model, r.precision, "yes" if r.compiled else "no", str(r.batch_size), str(r.image_size), f"{r.parameters:,}",
+        table.add_row(r.model, r.precision, r.compile_mode if r.compiled else "no", str(r.batch_size), str(r.image_size), f"{r.parameters:,}",
                       f"{r.gflops_per_image:.2f}", f"{r.images_per_s:,.1f}", f"{r.epoch_s:,.1f}",
                       _fmt(None if r.mfu is None else 100 * r.mfu, ".1f") + ("%" if r.mfu is not None else ""),
                       f"{r.peak_mem_mb:,.0f}", str(r.timed_steps), _fmt(r.eager_images_per_s, ",.1f"),

@@ -62,6 +62,7 @@ def train_command(
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda \\[default: auto].", show_default=False, rich_help_panel=RUN)] = None,
     precision: Annotated[str | None, typer.Option(help="auto, fp32 or bf16 \\[default: auto = bf16 on CUDA for vae/ddpm, else fp32].", show_default=False, rich_help_panel=RUN)] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the networks on CUDA \\[default: on].", show_default=False, rich_help_panel=RUN)] = None,
+    compile_mode: Annotated[str | None, typer.Option(help="torch.compile mode: default, reduce-overhead or max-autotune (these two replay CUDA graphs), max-autotune-no-cudagraphs \\[default: default].", show_default=False, rich_help_panel=RUN)] = None,
     ema_decay: Annotated[float | None, typer.Option(help="EMA decay of the sampling weights, 0 = off \\[default: vae 0, gan 0.999, ddpm 0.9995].", show_default=False, rich_help_panel=RUN)] = None,
     dataset: Annotated[str | None, typer.Option(help="Prepared dataset name \\[default: kanji, prepared first if missing].", show_default=False, rich_help_panel=RUN)] = None,
     run: Annotated[str | None, typer.Option(help="Run name \\[default: a timestamp; with --resume, the latest run].", show_default=False, rich_help_panel=RUN)] = None,
@@ -124,7 +125,7 @@ def train_command(
         raise GanjiError(f"{', '.join('--' + k.replace('_', '-') for k in foreign)} does not apply to the {name} model")
     given = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
-        "precision": precision, "compile": compile, "ema_decay": ema_decay, "dataset": dataset,
+        "precision": precision, "compile": compile, "compile_mode": compile_mode, "ema_decay": ema_decay, "dataset": dataset,
         "max_steps": max_steps, "time_budget": time_budget, "sample_every": sample_every,
         "checkpoint_every": checkpoint_every, "log_every": log_every, "options": per_model[name],
         "eval_every": eval_every, "eval_n": eval_n, "eval_features": eval_features,

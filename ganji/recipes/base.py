@@ -12,7 +12,7 @@ from torch import nn
 from ganji.errors import GanjiError
 from ganji.train.checkpoint import CheckpointData
 from ganji.train.config import TrainConfig
-from ganji.train.device import Precision
+from ganji.train.device import Precision, apply_backend_settings
 from ganji.train.distributed import SINGLE, World, convert_sync_batchnorm
 from ganji.train.ema import EMA
 
@@ -68,6 +68,7 @@ class Recipe:
         self.precision = precision
         self.device = precision.device
         self.world = world or SINGLE
+        apply_backend_settings(precision)
         self.nets: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
@@ -103,14 +104,23 @@ class Recipe:
         raise NotImplementedError
 
     # -- shared helpers --------------------------------------------------------------------------
+    @property
+    def fused_adam(self) -> bool:
+        """The fused Adam kernel on a GPU: one launch for all parameters, and its step counters stay
+        on the device (foreach Adam keeps them on the host). On the CPU foreach was as fast."""
+        return self.device.type == "cuda"
+
     def adam(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-        """Adam; the fused CUDA kernel on a GPU (one launch for all parameters), foreach on the CPU."""
-        fused = self.device.type == "cuda"
+        """Adam; fused on a GPU, foreach on the CPU (see `fused_adam`)."""
+        fused = self.fused_adam
         return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=fused or None, foreach=None if fused else True)
 
     def maybe_compile(self, net: nn.Module) -> Callable:
-        """`torch.compile(net)` when the precision policy says so (CUDA), else the module itself."""
-        return torch.compile(net) if self.compiled else net
+        """`torch.compile(net)` in the run's compile mode when the policy says so (CUDA), else the module."""
+        if not self.compiled:
+            return net
+        mode = self.precision.compile_mode
+        return torch.compile(net) if mode == "default" else torch.compile(net, mode=mode)
 
     def parallel(self, net: nn.Module) -> nn.Module:
         """The module to train `net` through: DDP-wrapped with several processes, compiled where it applies."""

@@ -11,6 +11,11 @@ from typing import Any
 
 from ganji.errors import GanjiError
 
+# torch.compile's modes. "reduce-overhead" and "max-autotune" also capture CUDA graphs (one launch
+# replays a whole forward or backward: for small batches the step is bound by kernel launches, not
+# by FLOPs). Nothing is compiled on the CPU.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 MODELS = ("vae", "gan", "ddpm")
 
 
@@ -68,6 +73,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16
     compile: bool = True  # torch.compile on CUDA only
+    compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
     ema_decay: float = -1.0  # <0: the model's default (0 disables)
     sample_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs
@@ -111,6 +117,7 @@ class TrainConfig:
             (self.eval_features in ("kanji", "inception"), f"--eval-features must be kanji or inception (got {self.eval_features!r})"),
             (self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {self.device!r})"),
             (self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16 (got {self.precision!r})"),
+            (self.compile_mode in COMPILE_MODES, f"--compile-mode must be one of {', '.join(COMPILE_MODES)} (got {self.compile_mode!r})"),
         ]
         o = self.options
         if isinstance(o, VAEOptions):
@@ -165,8 +172,11 @@ class TrainConfig:
             extra = set(data) - top_known
             if extra:
                 raise GanjiError(f"config has unknown fields: {', '.join(sorted(extra))}")
-            cfg = cls(**data, options=opts_type(**raw))
-            _check_types(cfg)
+            try:
+                cfg = cls(**data, options=opts_type(**raw))
+                _check_types(cfg)
+            except GanjiError as exc:  # a value out of range: say that it is the config's
+                raise GanjiError(f"config has an invalid value: {exc}") from None
             return cfg
         except GanjiError:
             raise

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ganji.errors import GanjiError
+from ganji.train.config import COMPILE_MODES
 
 # bf16 autocast on CUDA for the VAE and DDPM (the paper trained both in bf16); the GAN stays fp32
 # because bf16 stopped it converging (experiment log, exps 4-7). The CPU always runs fp32: bf16 is
@@ -30,12 +31,16 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 @dataclass(frozen=True)
 class Precision:
-    """The numeric policy of a run: autocast dtype (or none), channels_last, compile."""
+    """The numeric policy of a run: autocast dtype (or none), channels_last, compile and its mode."""
 
     device: torch.device
     bf16: bool
     channels_last: bool
     compile: bool
+    compile_mode: str = "default"  # one of COMPILE_MODES; used only when `compile`
+    # cuDNN tries its convolution algorithms on the first call of each shape and keeps the fastest;
+    # the shapes of a run never change, so this costs seconds once (EDM's training does the same).
+    cudnn_benchmark: bool = False
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.bf16:
@@ -49,8 +54,20 @@ class Precision:
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether compiled networks replay CUDA graphs: a CUDA device and a graph-capturing mode."""
+        return self.compile and self.device.type == "cuda" and self.compile_mode in ("reduce-overhead", "max-autotune")
 
-def choose_precision(model: str, device: torch.device, precision: str = "auto", compile: bool = True) -> Precision:
+
+def choose_precision(
+    model: str,
+    device: torch.device,
+    precision: str = "auto",
+    compile: bool = True,
+    compile_mode: str = "default",
+    cudnn_benchmark: bool = True,
+) -> Precision:
     """The policy for `model` on `device`; `precision` overrides bf16 (fp32 | bf16)."""
     cuda = device.type == "cuda"
     if precision == "auto":
@@ -61,7 +78,16 @@ def choose_precision(model: str, device: torch.device, precision: str = "auto", 
         bf16 = False
     else:
         raise GanjiError(f"unknown precision {precision!r}: use auto, fp32 or bf16")
-    return Precision(device=device, bf16=bf16, channels_last=cuda, compile=cuda and compile)
+    if compile_mode not in COMPILE_MODES:
+        raise GanjiError(f"unknown compile mode {compile_mode!r}: use {', '.join(COMPILE_MODES)}")
+    return Precision(device=device, bf16=bf16, channels_last=cuda, compile=cuda and compile, compile_mode=compile_mode,
+                     cudnn_benchmark=cuda and cudnn_benchmark)
+
+
+def apply_backend_settings(precision: Precision) -> None:
+    """Set the process-wide backend flags the policy asks for (on CUDA; the CPU's are left alone)."""
+    if precision.device.type == "cuda":
+        torch.backends.cudnn.benchmark = precision.cudnn_benchmark
 
 
 def peak_memory_mb(device: torch.device) -> float:

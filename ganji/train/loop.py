@@ -122,7 +122,7 @@ class TrainLoop:
         self.main = world.is_main  # rank 0: the only process that writes files and draws progress
         self.show_progress = show_progress and self.main
         self.device = local_device(resolve_device(cfg.device), world)
-        self.precision = choose_precision(cfg.model, self.device, cfg.precision, cfg.compile)
+        self.precision = choose_precision(cfg.model, self.device, cfg.precision, cfg.compile, cfg.compile_mode)
         self.images = dataset.images.to(self.device)  # stays uint8: 4x less memory than float
         self.n_images = len(dataset)
 
@@ -313,6 +313,8 @@ class TrainLoop:
                         perm = epoch_permutation(cfg.seed, epoch, self.n_images).to(self.device)
                         recipe.set_epoch(epoch)
                     x = normalise(self.images[rank_indices(perm, i, B, world.rank, world.size)], recipe.data_range, self.precision)
+                    if self.precision.cuda_graphs:
+                        torch.compiler.cudagraph_mark_step_begin()  # the graphs' previous outputs may be overwritten
                     losses = recipe.train_step(x)
                     recipe.after_step(self.step)
                     self.step += 1
@@ -445,7 +447,7 @@ def summary_table(result: TrainResult) -> Table:
 # Options that may change when a run is resumed; the rest define the run (changing the epochs would
 # change the learning-rate schedule planned at the start, so it makes a new run instead).
 RESUME_OVERRIDES = frozenset(
-    {"max_steps", "time_budget", "device", "precision", "compile", "sample_every", "checkpoint_every", "log_every",
+    {"max_steps", "time_budget", "device", "precision", "compile", "compile_mode", "sample_every", "checkpoint_every", "log_every",
      "eval_every", "eval_n", "eval_features"}
 )
 
