@@ -89,6 +89,8 @@ def bench_train_command(
                       f"{r.peak_mem_mb:,.0f}", str(r.timed_steps), _fmt(r.eager_images_per_s, ",.1f"),
                       _fmt(None if r.eager_images_per_s is None else r.images_per_s / r.eager_images_per_s, ".2f"))
     console.print(table)
+    if len(modes) > 1 and not any(r.compiled for r in results):
+        console.print("nothing is compiled here (compiling is for CUDA, or --no-compile): each mode's row times the same eager step.")
     for r in results:
         if r.profile is not None:
             print_profile(r.model, r.profile)
