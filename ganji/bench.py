@@ -65,10 +65,11 @@ class TrainBench:
 
 
 def make_bench_recipe(model: str, size: int, batch_size: int | None, device: torch.device, precision: str, compile: bool,
-                      options: dict[str, Any], compile_mode: str = "default", cudnn_benchmark: bool = True) -> Recipe:
+                      options: dict[str, Any], compile_mode: str = "default", cudnn_benchmark: bool = True,
+                      channels_last: bool = True) -> Recipe:
     cfg = TrainConfig(model=model, batch_size=batch_size or 0, device=device.type, precision=precision, compile=compile,
                       compile_mode=compile_mode, options=OPTIONS_TYPES[model](**options))
-    prec = choose_precision(model, device, precision, compile, compile_mode, cudnn_benchmark)
+    prec = choose_precision(model, device, precision, compile, compile_mode, cudnn_benchmark, channels_last)
     return recipe_class(model)(cfg, size, 1, 10_000, prec)
 
 
@@ -150,6 +151,7 @@ def bench_train(
     trace: Path | None = None,
     compile_mode: str = "default",
     cudnn_benchmark: bool = True,
+    channels_last: bool = True,
 ) -> TrainBench:
     """Training throughput of `model` with the paper's architecture and batch size on random images.
 
@@ -161,7 +163,7 @@ def bench_train(
     if model == "gan":
         opts.setdefault("disc_acc_stop", 2.0)
     torch.manual_seed(0)
-    recipe = make_bench_recipe(model, size, batch_size, device, precision, compile, opts, compile_mode, cudnn_benchmark)
+    recipe = make_bench_recipe(model, size, batch_size, device, precision, compile, opts, compile_mode, cudnn_benchmark, channels_last)
     B = recipe.cfg.batch_size
     images = torch.randint(0, 256, (B, 1, size, size), dtype=torch.uint8, device=device)
     x = normalise(images, recipe.data_range, recipe.precision)
@@ -211,7 +213,9 @@ def bench_train(
         peak_mem_mb=peak_memory_mb(device),
         timed_steps=steps,
         eager_images_per_s=eager_rate,
-        settings={"options": opts, "warmup": warmup, "torch": torch.__version__, "cudnn_benchmark": recipe.precision.cudnn_benchmark},
+        settings={"options": opts, "warmup": warmup, "torch": torch.__version__, "device_type": device.type,
+                  "cudnn_benchmark": recipe.precision.cudnn_benchmark,
+                  "channels_last": recipe.precision.channels_last},
         profile=step_profile,
     )
 

@@ -33,6 +33,7 @@ def test_the_cpu_gets_plain_fp32_and_a_gpu_the_fast_paths(model: str) -> None:
     assert choose_precision(model, CUDA, "auto", compile=False).compile is False
     assert (cpu.cudnn_benchmark, gpu.cudnn_benchmark) == (False, True)
     assert choose_precision(model, CUDA, cudnn_benchmark=False).cudnn_benchmark is False
+    assert choose_precision(model, CUDA, channels_last=False).memory_format() == torch.contiguous_format
 
 
 def test_cudnn_autotuning_is_set_for_a_gpu_and_the_cpu_leaves_the_flag_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,3 +83,35 @@ def test_bf16_autocast_and_channels_last_train_like_fp32(model: str) -> None:
     torch.testing.assert_close(results["channels_last"][1], ref_params, rtol=1e-4, atol=1e-5)
     assert results["bf16"][0] == pytest.approx(ref_loss, rel=2e-2)  # bf16 has 8 bits of mantissa
     assert (results["bf16"][1] - ref_params).abs().max() < 1e-2  # one Adam step moves a weight by ~lr
+
+
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+def test_the_gpus_fused_adam_trains_like_the_cpus_foreach_adam(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU gets the fused Adam kernel (Recipe.fused_adam); PyTorch also has it on the CPU, so the
+    GPU's optimiser can be checked here: three steps give the foreach optimiser's weights."""
+    from ganji.recipes.base import Recipe
+
+    images = torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    prec = Precision(CPU, bf16=False, channels_last=False, compile=False)
+    weights = {}
+    for fused in (False, True):
+        monkeypatch.setattr(Recipe, "fused_adam", property(lambda self, fused=fused: fused))
+        recipe = _recipe(model, prec)
+        assert all(bool(opt.defaults["fused"]) is fused for opt in recipe.optimizers.values())
+        x = normalise(images, recipe.data_range, prec)
+        torch.manual_seed(5)
+        for step in range(3):
+            recipe.train_step(x)
+            recipe.after_step(step)
+        weights[fused] = torch.cat([p.detach().flatten() for net in recipe.nets.values() for p in net.parameters()])
+    torch.testing.assert_close(weights[True], weights[False], rtol=1e-5, atol=1e-6)
+
+
+def test_mfu_uses_the_named_gpus_bf16_peak(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganji.bench import bf16_peak_tflops
+
+    assert bf16_peak_tflops(CPU) is None  # no MFU on a CPU
+    for name, peak in {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H100 PCIe": 756.0, "NVIDIA H200": 989.0,
+                       "NVIDIA A100-SXM4-80GB": 312.0, "Some Future GPU": None}.items():
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
+        assert bf16_peak_tflops(CUDA) == peak, name

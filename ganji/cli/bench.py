@@ -44,6 +44,7 @@ def bench_train_command(
     compile_mode: Annotated[str, typer.Option(help="Comma-separated torch.compile modes to time, a row each: " + ", ".join(COMPILE_MODES)
                                               + " (reduce-overhead and max-autotune replay CUDA graphs).")] = "default",
     cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="CUDA: let cuDNN time its convolution algorithms once per shape and keep the fastest, as training does.")] = True,
+    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last", help="CUDA: networks and batches in channels_last memory format, as training does.")] = True,
     warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation happens here).")] = 2,
     min_steps: Annotated[int, typer.Option(help="Timed steps, at least.")] = 3,
     seconds: Annotated[float, typer.Option(help="Keep timing steps until this many seconds have passed.")] = 10.0,
@@ -75,11 +76,16 @@ def bench_train_command(
                 suffix = "" if len(modes) == 1 else f"-{mode}"
                 model_trace = trace / f"{model}{suffix}-train-trace.json" if trace is not None else None
                 results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options, eager,
-                                           profile, model_trace, mode, cudnn_benchmark))
+                                           profile, model_trace, mode, cudnn_benchmark, channels_last))
     if as_json:
         console.print_json(json.dumps([as_dict(r) for r in results]))
         return
-    table = Table(title=f"training speed on {results[0].device} (torch {results[0].settings['torch']})")
+    first = results[0]
+    layout = ""
+    if first.settings["device_type"] == "cuda":
+        on = {True: "on", False: "off"}
+        layout = f"; channels_last {on[first.settings['channels_last']]}, cuDNN autotuning {on[first.settings['cudnn_benchmark']]}"
+    table = Table(title=f"training speed on {first.device} (torch {first.settings['torch']}{layout})")
     for col in ("model", "precision", "compiled", "batch", "size", "params", "GFLOPs/img", "img/s", "epoch (10k) s", "MFU", "peak MiB", "timed steps", "plain eager img/s", "ganji / eager"):
         table.add_column(col, justify="right" if col not in ("model", "precision") else "left")
     for r in results:

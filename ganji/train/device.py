@@ -67,8 +67,10 @@ def choose_precision(
     compile: bool = True,
     compile_mode: str = "default",
     cudnn_benchmark: bool = True,
+    channels_last: bool = True,
 ) -> Precision:
-    """The policy for `model` on `device`; `precision` overrides bf16 (fp32 | bf16)."""
+    """The policy for `model` on `device`; `precision` overrides bf16 (fp32 | bf16). The last three
+    switch off parts of the CUDA policy, for `ganji bench train` to measure what each one buys."""
     cuda = device.type == "cuda"
     if precision == "auto":
         bf16 = cuda and BF16_BY_DEFAULT[model]
@@ -80,7 +82,7 @@ def choose_precision(
         raise GanjiError(f"unknown precision {precision!r}: use auto, fp32 or bf16")
     if compile_mode not in COMPILE_MODES:
         raise GanjiError(f"unknown compile mode {compile_mode!r}: use {', '.join(COMPILE_MODES)}")
-    return Precision(device=device, bf16=bf16, channels_last=cuda, compile=cuda and compile, compile_mode=compile_mode,
+    return Precision(device=device, bf16=bf16, channels_last=cuda and channels_last, compile=cuda and compile, compile_mode=compile_mode,
                      cudnn_benchmark=cuda and cudnn_benchmark)
 
 
