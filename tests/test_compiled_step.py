@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import torch
 
+from ganji.models.gan import Discriminator, GANConfig
 from ganji.recipes import recipe_class
 from ganji.recipes.gan import gradient_penalty
-from ganji.models.gan import Discriminator, GANConfig
 from ganji.train.config import OPTIONS_TYPES, TrainConfig
 from ganji.train.device import Precision, choose_precision
 from ganji.train.loop import normalise
@@ -44,7 +44,10 @@ def _steps(recipe, images: torch.Tensor, n: int) -> tuple[list[dict[str, float]]
 
 
 @pytest.mark.parametrize("model", ["vae", "ddpm"])
-def test_the_compiled_step_traces_without_graph_breaks_and_trains_like_eager(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("policy", ["fp32", "bf16-channels-last"])
+def test_the_compiled_step_traces_without_graph_breaks_and_trains_like_eager(model: str, policy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also under the numerics a GPU gets (bf16 autocast, channels_last), compiled against eager."""
+    fast = policy != "fp32"
     calls: list[dict[str, Any]] = []
     real_compile = torch.compile
 
@@ -53,15 +56,19 @@ def test_the_compiled_step_traces_without_graph_breaks_and_trains_like_eager(mod
         return real_compile(net, backend="aot_eager", fullgraph=True)
 
     images = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
-    eager_losses, eager_weights = _steps(_recipe(model, Precision(CPU, bf16=False, channels_last=False, compile=False)), images, 3)
+    eager_losses, eager_weights = _steps(_recipe(model, Precision(CPU, bf16=fast, channels_last=fast, compile=False)), images, 3)
     monkeypatch.setattr(torch, "compile", cpu_compile)
     torch._dynamo.reset()
-    compiled = _recipe(model, Precision(CPU, bf16=False, channels_last=False, compile=True))
+    compiled = _recipe(model, Precision(CPU, bf16=fast, channels_last=fast, compile=True))
     assert compiled.compiled and calls == [{}]  # the default mode: torch.compile(net), nothing else
     losses, weights = _steps(compiled, images, 3)
+    # fp32: the same arithmetic. bf16: the traced graph may round at other places (8-bit mantissa);
+    # where a gradient is near 0 its sign can flip, and Adam's normalised update (±lr at first)
+    # then differs by up to 2 lr per step: 6 lr after 3 steps.
+    rel, atol = (5e-3, 6 * compiled.cfg.lr) if fast else (1e-5, 1e-5)
     for ours, theirs in zip(losses, eager_losses):
-        assert ours == pytest.approx(theirs, rel=1e-5)
-    torch.testing.assert_close(weights, eager_weights, rtol=1e-4, atol=1e-5)
+        assert ours == pytest.approx(theirs, rel=rel)
+    torch.testing.assert_close(weights, eager_weights, rtol=0 if fast else 1e-4, atol=atol)
     _, initial = _steps(_recipe(model, Precision(CPU, bf16=False, channels_last=False, compile=False)), images, 0)
     assert (weights - initial).abs().max() > 1e-4  # the steps did train
 
