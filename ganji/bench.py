@@ -173,8 +173,7 @@ def bench_train(
 
     def one() -> None:
         nonlocal step
-        if recipe.precision.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # as the training loop does
+        recipe.precision.begin_step()  # as the training loop does
         recipe.train_step(x)
         recipe.after_step(step)
         step += 1

@@ -75,8 +75,9 @@ def bench_train_command(
             with err_console.status(f"timing {model} training ({mode})..."):
                 suffix = "" if len(modes) == 1 else f"-{mode}"
                 model_trace = trace / f"{model}{suffix}-train-trace.json" if trace is not None else None
-                results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options, eager,
-                                           profile, model_trace, mode, cudnn_benchmark, channels_last))
+                results.append(bench_train(model, device, size, batch_size, precision, compile, warmup, min_steps, seconds, options,
+                                           eager_baseline=eager, profile=profile, trace=model_trace, compile_mode=mode,
+                                           cudnn_benchmark=cudnn_benchmark, channels_last=channels_last))
     if as_json:
         console.print_json(json.dumps([as_dict(r) for r in results]))
         return

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 
 from ganji.errors import GanjiError
-from ganji.train.config import COMPILE_MODES
 
 # bf16 autocast on CUDA for the VAE and DDPM (the paper trained both in bf16); the GAN stays fp32
 # because bf16 stopped it converging (experiment log, exps 4-7). The CPU always runs fp32: bf16 is
@@ -37,7 +36,7 @@ class Precision:
     bf16: bool
     channels_last: bool
     compile: bool
-    compile_mode: str = "default"  # one of COMPILE_MODES; used only when `compile`
+    compile_mode: str = "default"  # one of ganji.train.config.COMPILE_MODES (TrainConfig checks it); used only when `compile`
     # cuDNN tries its convolution algorithms on the first call of each shape and keeps the fastest;
     # the shapes of a run never change, so this costs seconds once (EDM's training does the same).
     cudnn_benchmark: bool = False
@@ -58,6 +57,12 @@ class Precision:
     def cuda_graphs(self) -> bool:
         """Whether compiled networks replay CUDA graphs: a CUDA device and a graph-capturing mode."""
         return self.compile and self.device.type == "cuda" and self.compile_mode in ("reduce-overhead", "max-autotune")
+
+    def begin_step(self) -> None:
+        """Called before every training step: with CUDA graphs, a new graph generation starts, so
+        that no step reads a previous step's outputs after a replay has overwritten them."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
 
 def choose_precision(
@@ -80,8 +85,6 @@ def choose_precision(
         bf16 = False
     else:
         raise GanjiError(f"unknown precision {precision!r}: use auto, fp32 or bf16")
-    if compile_mode not in COMPILE_MODES:
-        raise GanjiError(f"unknown compile mode {compile_mode!r}: use {', '.join(COMPILE_MODES)}")
     return Precision(device=device, bf16=bf16, channels_last=cuda and channels_last, compile=cuda and compile, compile_mode=compile_mode,
                      cudnn_benchmark=cuda and cudnn_benchmark)
 

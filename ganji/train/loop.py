@@ -313,8 +313,7 @@ class TrainLoop:
                         perm = epoch_permutation(cfg.seed, epoch, self.n_images).to(self.device)
                         recipe.set_epoch(epoch)
                     x = normalise(self.images[rank_indices(perm, i, B, world.rank, world.size)], recipe.data_range, self.precision)
-                    if self.precision.cuda_graphs:
-                        torch.compiler.cudagraph_mark_step_begin()  # the graphs' previous outputs may be overwritten
+                    self.precision.begin_step()
                     losses = recipe.train_step(x)
                     recipe.after_step(self.step)
                     self.step += 1
