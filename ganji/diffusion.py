@@ -44,6 +44,7 @@ __all__ = [
     "ddim_timesteps",
     "ddpm_sample",
     "q_sample",
+    "ANCESTRAL",
     "sampling_steps",
 ]
 
@@ -242,10 +243,13 @@ def ddim_sample(
     return x
 
 
+ANCESTRAL = ("ancestral", "ddpm")  # Algorithm 2's sampler; `ddpm` is its old name
+
+
 def sampling_steps(sampler: str, steps: int | None, schedule: NoiseSchedule) -> int:
-    """How many model calls a sampler makes per batch: ddpm → T; ddim → `steps` (default 50)."""
-    if sampler == "ddpm":
+    """How many model calls a sampler makes per batch: ancestral → T; ddim → `steps` (default 50)."""
+    if sampler in ANCESTRAL:
         return schedule.timesteps
     if sampler == "ddim":
         return DEFAULT_DDIM_STEPS if steps is None else steps
-    raise ValueError(f"unknown sampler {sampler!r}: use 'ddpm' or 'ddim'")
+    raise ValueError(f"unknown sampler {sampler!r}: use 'ancestral' (or 'ddpm') or 'ddim'")

@@ -6,6 +6,7 @@ and real images are always quantised the same way (values are clamped before the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +17,18 @@ import torch
 
 from ganji.errors import GanjiError
 from ganji.images import to_uint8
-from ganji.recipes import recipe_class
+from ganji.recipes import ModelSpec, SamplerChoice, config_from_json, spec
+from ganji.recipes.registry import DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS, within
 from ganji.recipes.base import Recipe
 from ganji.runs import Run, find_run, read_run_config
-from ganji.train.checkpoint import load_checkpoint
-from ganji.train.config import TrainConfig
-from ganji.train.device import choose_precision, resolve_device
+from ganji.runtime.checkpoint import load_checkpoint
+from ganji.runtime.device import choose_precision, resolve_device
 
-SAMPLERS = ("ddpm", "ddim")
+# Defaults and bounds of a sampling request (`ganji sample`, `ganji fid`, the study), named once.
+MAX_IMAGES = 1_000_000  # images per request (--n, rounded up to whole --interpolate rows)
+MAX_BATCH_SIZE = 65_536
+MAX_INTERPOLATE = 1_024
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -34,6 +39,10 @@ class LoadedModel:
     checkpoint: Path
     step: int
     meta: dict[str, Any]
+
+    @property
+    def spec(self) -> ModelSpec:
+        return spec(self.model)
 
 
 def load_model(
@@ -51,12 +60,13 @@ def load_model(
         checkpoint, run_name = run.checkpoint_path, run.name
         if not checkpoint.is_file():
             raise GanjiError(f"run {model}/{run.name} has no checkpoint yet (training did not reach one)")
+    model_spec = spec(model)
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.meta
     if meta.get("model") != model:
         raise GanjiError(f"{checkpoint} is a {meta.get('model')!r} checkpoint, not a {model} one")
     try:
-        cfg = TrainConfig.from_json(meta["config"])
+        cfg = config_from_json(meta["config"])
         size, channels, step = int(meta["image_size"]), int(meta["channels"]), int(meta.get("step", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise GanjiError(f"{checkpoint} lacks its configuration ({exc})") from None
@@ -64,8 +74,8 @@ def load_model(
         _check_run_matches(run, checkpoint, size, channels)
     dev = resolve_device(device)
     # Compilation pays off over long training, not for one sampling call.
-    prec = choose_precision(model, dev, precision, compile=False)
-    recipe = recipe_class(model)(cfg, size, channels, 1, prec)
+    prec = choose_precision(model_spec.bf16, dev, precision, compile=False)
+    recipe = model_spec.recipe_class()(cfg, size, channels, 1, prec)
     recipe.load_state(ckpt, {}, weights_only=True)
     return LoadedModel(recipe, model, run_name or checkpoint.stem, Path(checkpoint), step, meta)
 
@@ -79,7 +89,7 @@ def _check_run_matches(run: Run, checkpoint: Path, size: int, channels: int) -> 
     hint = f"; to sample from the checkpoint alone, pass --checkpoint {checkpoint}"
     try:
         saved = read_run_config(run)
-        TrainConfig.from_json(saved["config"])
+        config_from_json(saved["config"])
     except GanjiError as exc:
         raise GanjiError(f"{exc}{hint}") from None
     if saved["config"].get("model") != run.model:
@@ -125,70 +135,141 @@ def make_noise(recipe: Recipe, n: int, seed: int, interpolate: int = 0) -> torch
     return walk.reshape(rows * interpolate, *ends.shape[1:])
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """What to generate, resolved and checked once (`resolve`) before any work starts.
+
+    `sampler` is None for a one-pass model (VAE, GAN). With `interpolate` K > 1, the images are rows
+    of K walking between two random starting points (so `images` rounds n up to whole rows), drawn
+    with a deterministic sampler so that nearby starting points give nearby kanji.
+    """
+
+    n: int
+    seed: int = 0
+    batch_size: int = DEFAULT_SAMPLE_BATCH
+    sampler: SamplerChoice | None = None
+    interpolate: int = 0
+    use_ema: bool = True
+
+    @property
+    def images(self) -> int:
+        """How many images the request makes: n, or n rounded up to whole interpolation rows."""
+        return self.interpolate * -(-self.n // self.interpolate) if self.interpolate > 1 else self.n
+
+    @classmethod
+    def resolve(
+        cls,
+        model: ModelSpec,
+        recipe: Recipe,
+        n: int,
+        *,
+        seed: int = 0,
+        batch_size: int = DEFAULT_SAMPLE_BATCH,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        interpolate: int = 0,
+        use_ema: bool = True,
+        strict: bool = True,
+        fallback: str | None = None,
+    ) -> SampleRequest:
+        """Fill in the defaults and check every value; a one-line GanjiError for anything wrong.
+
+        `strict=False` (one --sampler/--steps for several models: `ganji fid --all`, `ganji compare`):
+        a sampler this model lacks gives way to `fallback` (else its default), and --steps/--eta are
+        ignored where they do not apply. Strict, they are errors.
+        """
+        cls.check_numbers(n, seed, batch_size, interpolate)
+        if eta is not None and not (math.isfinite(eta) and eta >= 0):
+            raise GanjiError(f"--eta must be a number >= 0 (got {eta})")
+        request = cls(n=n, seed=seed, batch_size=batch_size, interpolate=interpolate, use_ema=use_ema)
+        choice = _resolve_sampler(model, recipe, sampler, steps, eta, interpolate > 1, strict, fallback)
+        return dataclasses.replace(request, sampler=choice)
+
+    @classmethod
+    def check_numbers(cls, n: int, seed: int = 0, batch_size: int = DEFAULT_SAMPLE_BATCH, interpolate: int = 0) -> None:
+        """The counts of a request, within their bounds (callers check them before loading a model, too)."""
+        checks = [
+            within("--n", n, 1, MAX_IMAGES),
+            within("--batch-size", batch_size, 1, MAX_BATCH_SIZE),
+            (0 <= seed <= MAX_SEED, f"--seed must be between 0 and 2^63 - 1 (got {seed})"),
+            (interpolate == 0 or 2 <= interpolate <= MAX_INTERPOLATE,
+             f"--interpolate must be 0 (off) or between 2 and {MAX_INTERPOLATE} (got {interpolate})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise GanjiError(message)
+        images = cls(n=n, interpolate=interpolate).images
+        if images > MAX_IMAGES:
+            raise GanjiError(f"--n {n} in rows of --interpolate {interpolate} makes {images:,} images, over {MAX_IMAGES:,}")
+
+
+def _resolve_sampler(
+    model: ModelSpec, recipe: Recipe, name: str | None, steps: int | None, eta: float | None, interpolating: bool, strict: bool,
+    fallback: str | None,
+) -> SamplerChoice | None:
+    sampling = model.sampling
+    if not sampling.iterative:
+        if strict and (name is not None or steps is not None or eta):
+            raise GanjiError(f"the {model.name} model makes an image in one network pass: --sampler, --steps and --eta do not apply")
+        return None
+    explicit = name is not None
+    found = sampling.get(name) if explicit else None
+    if explicit and found is None:
+        if strict:
+            raise GanjiError(f"--sampler must be one of {', '.join(sampling.names())} for the {model.name} model (got {name!r})")
+        explicit = False
+    if not explicit:
+        found = sampling.get(fallback or "") or sampling.get(sampling.default or "")
+    assert found is not None, f"{model.name}'s sampling spec names no default sampler"
+    if interpolating and not found.deterministic:
+        if explicit:
+            raise GanjiError(
+                f"--sampler {found.name} draws fresh noise at every step, so nearby starting points do not give nearby "
+                f"kanji: interpolate with a deterministic sampler such as {sampling.fast}"
+            )
+        found = sampling.get(sampling.fast or "")
+        assert found is not None and found.deterministic
+    if found.takes_eta:
+        eta = eta or 0.0
+        if interpolating and eta > 0:
+            raise GanjiError("interpolation needs a deterministic sampler: leave --eta at 0")
+    elif eta:
+        if strict:
+            raise GanjiError(f"--eta does not apply to the {found.name} sampler")
+        eta = 0.0
+    if not found.chooses_steps:
+        if strict and steps is not None:
+            raise GanjiError(f"--steps does not apply to the {found.name} sampler: it takes {recipe.model_calls(SamplerChoice(found.name))} steps")
+        return SamplerChoice(found.name, None, 0.0)
+    limit = recipe.max_steps(found.name)
+    steps = min(DEFAULT_SAMPLER_STEPS, limit) if steps is None else steps
+    if not 1 <= steps <= limit:
+        raise GanjiError(f"--steps must be between 1 and {limit} for the {found.name} sampler (got {steps})")
+    return SamplerChoice(found.name, steps, eta or 0.0)
+
+
 def generate(
     loaded: LoadedModel,
-    n: int,
-    seed: int = 0,
-    batch_size: int = 256,
-    sampler: str = "ddpm",
-    steps: int | None = None,
-    eta: float = 0.0,
-    use_ema: bool = True,
-    interpolate: int = 0,
+    request: SampleRequest,
     on_batch: Callable[[int], None] | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """n images (uint8, N x C x H x W, ink bright) from a loaded model, in batches.
+    """`request.images` images (uint8, N x C x H x W, ink bright) from a loaded model, in batches.
 
-    For the DDPM, `sampler` picks the 1024-step ancestral sampler or DDIM with `steps` steps and
-    `eta`; interpolation uses deterministic DDIM (eta 0) so that nearby noise gives nearby images.
+    on_batch(k) after each batch of k images; on_step(i) after each network call of an iterative
+    sampler (every image of the batch advanced one call).
     """
-    steps = check_request(loaded, n, batch_size, sampler, steps, interpolate, eta)
     recipe = loaded.recipe
-    kwargs: dict[str, Any] = {}
-    if loaded.model == "ddpm":
-        if interpolate > 1:
-            sampler, eta = "ddim", 0.0
-        kwargs = {"sampler": sampler, "steps": steps, "eta": eta, "on_step": on_step}
-    noise = make_noise(recipe, n, seed, interpolate)
+    noise = make_noise(recipe, request.n, request.seed, request.interpolate)
     low, high = recipe.data_range
     out = []
-    for b, start in enumerate(range(0, noise.shape[0], batch_size)):
-        chunk = noise[start : start + batch_size]
-        if loaded.model == "ddpm":
-            kwargs["generator"] = torch.Generator(recipe.device).manual_seed(seed * 100_003 + b + 1)
-        images = recipe.generate(chunk, use_ema=use_ema, **kwargs)
+    for b, start in enumerate(range(0, noise.shape[0], request.batch_size)):
+        chunk = noise[start : start + request.batch_size]
+        # Each batch's sampler noise from its own seed: the same images whatever came before.
+        generator = torch.Generator(recipe.device).manual_seed((request.seed * 100_003 + b + 1) % 2**64)
+        images = recipe.generate(chunk, use_ema=request.use_ema, sampler=request.sampler, generator=generator, on_step=on_step)
         out.append(to_uint8(images, low, high).cpu())
         if on_batch is not None:
             on_batch(chunk.shape[0])
     return torch.cat(out)[: noise.shape[0]]
-
-
-def check_request(
-    loaded: LoadedModel, n: int, batch_size: int, sampler: str, steps: int | None, interpolate: int = 0, eta: float = 0.0
-) -> int | None:
-    """Validate a sampling request before any work starts; returns the DDIM step count to use.
-
-    A DDPM interpolation always samples with DDIM (see `generate`), so its steps are checked too.
-    """
-    if n < 1:
-        raise GanjiError(f"--n must be at least 1 (got {n})")
-    if batch_size < 1:
-        raise GanjiError(f"--batch-size must be at least 1 (got {batch_size})")
-    if sampler not in SAMPLERS:
-        raise GanjiError(f"--sampler must be ddpm or ddim (got {sampler!r})")
-    if not (math.isfinite(eta) and eta >= 0):
-        raise GanjiError(f"--eta must be a number >= 0 (got {eta})")
-    if loaded.model == "ddpm" and (sampler == "ddim" or interpolate > 1):
-        limit = loaded.recipe.schedule.timesteps
-        steps = min(50, limit) if steps is None else steps
-        if not 1 <= steps <= limit:
-            raise GanjiError(f"--steps must be between 1 and {limit} (got {steps})")
-    return steps
-
-
-def model_calls_per_image(loaded: LoadedModel, sampler: str, steps: int | None) -> int:
-    """Network evaluations per image (for progress bars and benchmarks)."""
-    from ganji.diffusion import sampling_steps
-
-    return sampling_steps(sampler, steps, loaded.recipe.schedule) if loaded.model == "ddpm" else 1

@@ -80,3 +80,10 @@ def _torch_load_only_with_weights_only():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch, "load", guarded_load)
         yield
+
+
+def sample_images(loaded, n: int, **request):
+    """`n` images from a loaded model through a resolved SampleRequest (as `ganji sample` makes them)."""
+    from ganji.sampling import SampleRequest, generate
+
+    return generate(loaded, SampleRequest.resolve(loaded.spec, loaded.recipe, n, **request))

@@ -36,8 +36,8 @@ from safetensors.torch import load_file, save_file
 
 from ganji.cli import main
 from ganji.data import folder_import
-from ganji.train.checkpoint import load_checkpoint
-from ganji.train.loop import train
+from ganji.runtime.checkpoint import load_checkpoint
+from ganji.train.start import train
 
 # On the CPU also where there is a GPU: these runs take milliseconds, torch.compile would take minutes.
 TINY_VAE = {"batch_size": 8, "epochs": 1, "sample_every": 0, "log_every": 1, "device": "cpu",
@@ -56,10 +56,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("world") / "home"
     make_kanji(home, name="k16", size=16, limit=32)
     make_kanji(home, name="k32", size=32, limit=16)
-    train(home, "vae", {**TINY_VAE, "dataset": "k32", "max_steps": 1}, run_name="r32", show_progress=False)
+    train(home, "vae", {**TINY_VAE, "dataset": "k32", "max_steps": 1}, run_name="r32")
     # vae/r last: it is the latest vae run, the one `ganji sample vae` and `--resume` pick.
-    train(home, "gan", {**TINY_GAN, "dataset": "k16", "max_steps": 2}, run_name="r", show_progress=False)
-    train(home, "vae", {**TINY_VAE, "dataset": "k16", "max_steps": 2}, run_name="r", show_progress=False)
+    train(home, "gan", {**TINY_GAN, "dataset": "k16", "max_steps": 2}, run_name="r")
+    train(home, "vae", {**TINY_VAE, "dataset": "k16", "max_steps": 2}, run_name="r")
     return home
 
 
@@ -711,7 +711,7 @@ def test_a_full_disk_during_a_checkpoint_write(home: Path, tmp_path: Path, capsy
     before = tree(home)
     with monkeypatch.context() as m:
         if where == "while-writing":
-            m.setattr("ganji.train.checkpoint.save_file", enospc_while_writing)
+            m.setattr("ganji.runtime.checkpoint.save_file", enospc_while_writing)
         else:
             import ganji.atomic
 

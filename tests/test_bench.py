@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganji.bench import CountFlops, make_bench_recipe, bench_sample, bench_train
-from ganji.eager_baseline import eager_step
+from ganji.perf.bench import CountFlops, make_bench_recipe, bench_sample, bench_train
 from ganji.models.unet import UNet, UNetConfig
 from ganji.train.loop import normalise
 
@@ -50,7 +49,7 @@ def test_the_eager_baseline_trains_the_same_objective(model: str) -> None:
     opts = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50}}[model]
     recipe = make_bench_recipe(model, 16, 8, torch.device("cpu"), "fp32", False, opts)
     x = normalise(torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8), recipe.data_range, recipe.precision)
-    plain = eager_step(recipe, x)  # copies the networks as they are now
+    plain = recipe.plain_eager_step(x)  # copies the networks as they are now
     torch.manual_seed(5)
     ours = recipe.train_step(x)["loss"]
     torch.manual_seed(5)
@@ -108,7 +107,7 @@ def test_a_gpu_profile_counts_each_kernel_once() -> None:
 
     from torch.autograd import DeviceType
 
-    from ganji.step_profile import summarise
+    from ganji.perf.step_profile import summarise
 
     def event(key: str, device: DeviceType, self_cpu: float, self_gpu: float, count: int = 2) -> SimpleNamespace:
         return SimpleNamespace(key=key, count=count, device_type=device, self_cpu_time_total=self_cpu, self_device_time_total=self_gpu)
@@ -131,7 +130,7 @@ def test_a_gpu_profile_counts_each_kernel_once() -> None:
 
 
 def test_ganji_and_the_eager_baseline_are_timed_alternately() -> None:
-    from ganji.bench import _alternating
+    from ganji.perf.bench import _alternating
 
     calls: list[str] = []
     ours, theirs = _alternating(lambda: calls.append("a"), lambda: calls.append("b"), torch.device("cpu"), min_steps=3, max_seconds=0)

@@ -11,8 +11,8 @@ import torch
 
 from ganji.atomic import write_atomic, write_json_atomic
 from ganji.errors import GanjiError
-from ganji.train.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
-from ganji.train.config import GANOptions, TrainConfig
+from ganji.runtime.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
+from ganji.recipes import config_from_json, spec
 
 
 def sample_data() -> CheckpointData:
@@ -86,8 +86,8 @@ def test_failing_write_keeps_the_previous_file(tmp_path: Path) -> None:
 
 
 def test_config_round_trip_and_edits(tmp_path: Path) -> None:
-    cfg = TrainConfig(model="gan", options=GANOptions(loss="lsgan", layers=(64, 32)))
-    assert TrainConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    cfg = spec("gan").config(options={"loss": "lsgan", "layers": (64, 32)})
+    assert config_from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
     bad_values = [
         {"epochs": "ten"},
         {"model": "transformer"},
@@ -103,7 +103,7 @@ def test_config_round_trip_and_edits(tmp_path: Path) -> None:
         else:
             data.update(edit)
         with pytest.raises(GanjiError):
-            TrainConfig.from_json(data)
+            config_from_json(data)
 
 
 def test_write_json_atomic(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from conftest import make_kanji
 from PIL import Image
 
-from ganji.train.loop import train
+from ganji.train.start import train
 
 REPORT_FILES = ("comparison.md", "comparison.json", "samples.png", "progress.png", "training.png", "neighbours.png")
 
@@ -28,8 +28,8 @@ def two_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("home")
     make_kanji(home, name="kanji", size=16, limit=64)
     common = {"dataset": "kanji", "epochs": 2, "batch_size": 16, "sample_every": 1}
-    train(home, "vae", {**common, "eval_every": 1, "eval_n": 16, "options": {"latent_dim": 16, "base_width": 16}}, run_name="r", show_progress=False)
-    train(home, "ddpm", {**common, "options": {"base_width": 8, "timesteps": 20}}, run_name="r", show_progress=False)
+    train(home, "vae", {**common, "eval_every": 1, "eval_n": 16, "options": {"latent_dim": 16, "base_width": 16}}, run_name="r")
+    train(home, "ddpm", {**common, "options": {"base_width": 8, "timesteps": 20}}, run_name="r")
     return home
 
 

@@ -16,10 +16,9 @@ import pytest
 import torch
 
 from ganji.models.gan import Discriminator, GANConfig
-from ganji.recipes import recipe_class
+from ganji.recipes import spec
 from ganji.recipes.gan import gradient_penalty
-from ganji.train.config import OPTIONS_TYPES, TrainConfig
-from ganji.train.device import Precision, choose_precision
+from ganji.runtime.device import Precision, choose_precision
 from ganji.train.loop import normalise
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -28,8 +27,8 @@ TINY = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "ti
 
 def _recipe(model: str, precision: Precision):
     torch.manual_seed(0)
-    cfg = TrainConfig(model=model, batch_size=4, device="cpu", options=OPTIONS_TYPES[model](**TINY[model]))
-    return recipe_class(model)(cfg, 16, 1, 100, precision)
+    cfg = spec(model).config(batch_size=4, device="cpu", options=TINY[model])
+    return spec(model).recipe_class()(cfg, 16, 1, 100, precision)
 
 
 def _steps(recipe, images: torch.Tensor, n: int) -> tuple[list[dict[str, float]], torch.Tensor]:
@@ -94,10 +93,10 @@ def test_graph_capturing_modes_reach_torch_compile_and_only_cuda_replays_graphs(
     recipe = _recipe("ddpm", Precision(CPU, bf16=False, channels_last=False, compile=True, compile_mode=mode))
     assert calls == [{"mode": mode}]
     assert not recipe.precision.cuda_graphs  # a CPU never captures graphs
-    assert choose_precision("ddpm", CUDA, compile_mode=mode).cuda_graphs
-    assert not choose_precision("ddpm", CUDA, compile_mode="max-autotune-no-cudagraphs").cuda_graphs
-    assert not choose_precision("ddpm", CUDA, compile=False, compile_mode=mode).cuda_graphs
-    assert not choose_precision("ddpm", CPU, compile_mode=mode).compile  # --device auto on a CPU: eager
+    assert choose_precision(spec("ddpm").bf16, CUDA, compile_mode=mode).cuda_graphs
+    assert not choose_precision(spec("ddpm").bf16, CUDA, compile_mode="max-autotune-no-cudagraphs").cuda_graphs
+    assert not choose_precision(spec("ddpm").bf16, CUDA, compile=False, compile_mode=mode).cuda_graphs
+    assert not choose_precision(spec("ddpm").bf16, CPU, compile_mode=mode).compile  # --device auto on a CPU: eager
 
 
 def test_the_loop_marks_every_step_for_cuda_graphs(home, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,7 +104,7 @@ def test_the_loop_marks_every_step_for_cuda_graphs(home, monkeypatch: pytest.Mon
     previous step's outputs after a replay has overwritten them (the policy forced on the CPU)."""
     from conftest import make_kanji
 
-    from ganji.train.loop import train
+    from ganji.train.start import train
 
     make_kanji(home, name="kanji16", size=16, limit=32)
     marks: list[int] = []
@@ -113,6 +112,6 @@ def test_the_loop_marks_every_step_for_cuda_graphs(home, monkeypatch: pytest.Mon
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
     given = {"dataset": "kanji16", "epochs": 1, "batch_size": 8, "max_steps": 3, "sample_every": 0, "compile_mode": "reduce-overhead",
              "options": TINY["ddpm"]}
-    result = train(home, "ddpm", given, run_name="graphs", show_progress=False)
+    result = train(home, "ddpm", given, run_name="graphs")
     assert result.step == 3 and len(marks) == 3
     assert __import__("json").loads(result.run.config_path.read_text())["config"]["compile_mode"] == "reduce-overhead"

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganji.recipes import recipe_class
-from ganji.train.config import OPTIONS_TYPES, TrainConfig
-from ganji.train.device import BF16_BY_DEFAULT, Precision, apply_backend_settings, choose_precision, resolve_device
+from ganji.recipes import spec
+from ganji.runtime.device import Precision, apply_backend_settings, choose_precision, resolve_device
 from ganji.train.loop import normalise
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
@@ -24,37 +23,37 @@ def test_auto_falls_back_to_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
 def test_the_cpu_gets_plain_fp32_and_a_gpu_the_fast_paths(model: str) -> None:
-    cpu = choose_precision(model, CPU, "auto", compile=True)
+    cpu = choose_precision(spec(model).bf16, CPU, "auto", compile=True)
     assert (cpu.bf16, cpu.channels_last, cpu.compile) == (False, False, False)
     assert cpu.memory_format() == torch.contiguous_format
-    gpu = choose_precision(model, CUDA, "auto", compile=True)
-    assert (gpu.bf16, gpu.channels_last, gpu.compile) == (BF16_BY_DEFAULT[model], True, True)
-    assert choose_precision(model, CUDA, "fp32", compile=False).bf16 is False
-    assert choose_precision(model, CUDA, "auto", compile=False).compile is False
+    gpu = choose_precision(spec(model).bf16, CUDA, "auto", compile=True)
+    assert (gpu.bf16, gpu.channels_last, gpu.compile) == (spec(model).bf16, True, True)
+    assert choose_precision(spec(model).bf16, CUDA, "fp32", compile=False).bf16 is False
+    assert choose_precision(spec(model).bf16, CUDA, "auto", compile=False).compile is False
     assert (cpu.cudnn_benchmark, gpu.cudnn_benchmark) == (False, True)
-    assert choose_precision(model, CUDA, cudnn_benchmark=False).cudnn_benchmark is False
-    assert choose_precision(model, CUDA, channels_last=False).memory_format() == torch.contiguous_format
+    assert choose_precision(spec(model).bf16, CUDA, cudnn_benchmark=False).cudnn_benchmark is False
+    assert choose_precision(spec(model).bf16, CUDA, channels_last=False).memory_format() == torch.contiguous_format
 
 
 def test_cudnn_autotuning_is_set_for_a_gpu_and_the_cpu_leaves_the_flag_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    _recipe("ddpm", choose_precision("ddpm", CPU))
+    _recipe("ddpm", choose_precision(spec("ddpm").bf16, CPU))
     assert torch.backends.cudnn.benchmark is False
-    apply_backend_settings(choose_precision("ddpm", CUDA))  # a recipe on CUDA calls this first
+    apply_backend_settings(choose_precision(spec("ddpm").bf16, CUDA))  # a recipe on CUDA calls this first
     assert torch.backends.cudnn.benchmark is True
-    apply_backend_settings(choose_precision("ddpm", CUDA, cudnn_benchmark=False))  # bench --no-cudnn-benchmark
+    apply_backend_settings(choose_precision(spec("ddpm").bf16, CUDA, cudnn_benchmark=False))  # bench --no-cudnn-benchmark
     assert torch.backends.cudnn.benchmark is False
 
 
 def _recipe(model: str, precision: Precision):
     torch.manual_seed(0)
-    cfg = TrainConfig(model=model, batch_size=8, device="cpu", options=OPTIONS_TYPES[model](**TINY[model]))
-    return recipe_class(model)(cfg, 16, 1, 100, precision)
+    cfg = spec(model).config(batch_size=8, device="cpu", options=TINY[model])
+    return spec(model).recipe_class()(cfg, 16, 1, 100, precision)
 
 
 @pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
 def test_on_the_cpu_adam_is_foreach_and_nothing_is_compiled(model: str) -> None:
-    recipe = _recipe(model, choose_precision(model, CPU, "auto", compile=True))
+    recipe = _recipe(model, choose_precision(spec(model).bf16, CPU, "auto", compile=True))
     assert not recipe.compiled
     for opt in recipe.optimizers.values():
         assert opt.defaults["foreach"] is True and not opt.defaults["fused"]
@@ -108,7 +107,7 @@ def test_the_gpus_fused_adam_trains_like_the_cpus_foreach_adam(model: str, monke
 
 
 def test_mfu_uses_the_named_gpus_bf16_peak(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ganji.bench import bf16_peak_tflops
+    from ganji.perf.bench import bf16_peak_tflops
 
     assert bf16_peak_tflops(CPU) is None  # no MFU on a CPU
     for name, peak in {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H100 PCIe": 756.0, "NVIDIA H200": 989.0,

@@ -20,9 +20,10 @@ from conftest import make_kanji
 from safetensors.torch import load_file
 
 from ganji.errors import GanjiError
-from ganji.train.checkpoint import load_checkpoint
-from ganji.train.distributed import World, per_rank_batch, rank_indices
-from ganji.train.loop import epoch_permutation, train
+from ganji.runtime.checkpoint import load_checkpoint
+from ganji.runtime.distributed import World, per_rank_batch, rank_indices
+from ganji.train.loop import epoch_permutation
+from ganji.train.start import train
 
 # Command-line options and the same as train() arguments, for tiny runs (64 images, 4 steps an epoch).
 DDPM_ARGS = ["--dataset", "kanji16", "--epochs", "2", "--batch-size", "16", "--base-width", "8", "--timesteps", "100",
@@ -86,7 +87,7 @@ def test_every_image_once_per_epoch_and_the_ranks_make_the_global_batch(world_si
     perm = epoch_permutation(seed=3, epoch=1, n=n)
     seen: list[int] = []
     for step in range(n // batch):
-        shards = [rank_indices(perm, step, batch, rank, world_size) for rank in range(world_size)]
+        shards = [rank_indices(perm, step, batch, rank, per_rank_batch(batch, world_size)) for rank in range(world_size)]
         assert all(len(s) == batch // world_size for s in shards)
         # The ranks' slices, in rank order, are the one-process batch of that step.
         assert torch.equal(torch.cat(shards), perm[step * batch : (step + 1) * batch])
@@ -117,8 +118,8 @@ def test_per_sample_draws_are_slices_of_the_global_draw() -> None:
 
 # -- two processes ----------------------------------------------------------------------------------
 def test_two_processes_train_like_one_and_resume_across_world_sizes(data: Path) -> None:
-    straight = train(data, "ddpm", {**DDPM, "max_steps": 4}, run_name="one", show_progress=False)
-    half = train(data, "ddpm", {**DDPM, "max_steps": 2}, run_name="half", show_progress=False)
+    straight = train(data, "ddpm", {**DDPM, "max_steps": 4}, run_name="one")
+    half = train(data, "ddpm", {**DDPM, "max_steps": 2}, run_name="half")
 
     proc = torchrun(data, "ddpm", *DDPM_ARGS, "--max-steps", "2", "--run", "two")
     two = data / "runs" / "ddpm" / "two"
@@ -132,7 +133,7 @@ def test_two_processes_train_like_one_and_resume_across_world_sizes(data: Path) 
     assert json.loads((two / "config.json").read_text())["processes"] == 2
 
     # 2 processes -> 1: resume the two-process run in one process.
-    resumed = train(data, "ddpm", {"max_steps": 4}, run_name="two", resume=True, show_progress=False)
+    resumed = train(data, "ddpm", {"max_steps": 4}, run_name="two", resume=True)
     assert resumed.step == 4 and steps_logged(two) == [1, 2, 3, 4]
     assert_close(two / "checkpoint.safetensors", straight.run.checkpoint_path)
 
@@ -150,7 +151,7 @@ def test_nproc_shortcut_and_the_vae_with_sync_batchnorm(data: Path) -> None:
     turns a last-bit difference between two BatchNorm implementations into a whole gradient
     element now and then (test_sync_batchnorm checks the layer itself, to float precision).
     """
-    one = train(data, "vae", {**VAE, "max_steps": 2}, run_name="one", show_progress=False)
+    one = train(data, "vae", {**VAE, "max_steps": 2}, run_name="one")
     command = [sys.executable, "-m", "ganji", "train", "vae", *VAE_ARGS, "--max-steps", "2", "--nproc", "2", "--run", "two"]
     proc = subprocess.run(command, env=_env(data), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -167,7 +168,7 @@ def test_nproc_shortcut_and_the_vae_with_sync_batchnorm(data: Path) -> None:
 def test_gan_with_gradient_penalty_and_batchnorm_under_two_processes(data: Path) -> None:
     """DCGAN (BatchNorm in G and D) with hinge + gradient penalty and 2 D steps: DDP on two
     networks with their own optimisers, a double backward through SyncBatchNorm."""
-    one = train(data, "gan", {**GAN, "max_steps": 3}, run_name="one", show_progress=False)
+    one = train(data, "gan", {**GAN, "max_steps": 3}, run_name="one")
     torchrun(data, "gan", *GAN_ARGS, "--max-steps", "3", "--run", "two")
     two = data / "runs" / "gan" / "two"
     got = records(two)
@@ -184,7 +185,7 @@ def test_gan_with_gradient_penalty_and_batchnorm_under_two_processes(data: Path)
 SYNC_BN_CHECK = r"""
 import torch, torch.distributed as dist
 from torch import nn
-from ganji.train.distributed import SyncBatchNorm, convert_sync_batchnorm
+from ganji.runtime.distributed import SyncBatchNorm, convert_sync_batchnorm
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()

@@ -6,18 +6,18 @@ import json
 import math
 from pathlib import Path
 
-from conftest import make_kanji
+from conftest import make_kanji, sample_images
 
-from ganji.sampling import generate, load_model
-from ganji.train.checkpoint import load_checkpoint
-from ganji.train.loop import train
+from ganji.sampling import load_model
+from ganji.runtime.checkpoint import load_checkpoint
+from ganji.train.start import train
 
 
 def test_eval_every_logs_fid_and_keeps_the_best_checkpoint(home: Path) -> None:
     make_kanji(home, name="kanji", size=16, limit=64)
     given = {"epochs": 3, "batch_size": 16, "sample_every": 0, "eval_every": 1, "eval_n": 32,
              "options": {"latent_dim": 8, "base_width": 8}}
-    result = train(home, "vae", given, run_name="r", show_progress=False)
+    result = train(home, "vae", given, run_name="r")
     run = home / "runs" / "vae" / "r"
     evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "eval" in r]
     assert [r["step"] for r in evals] == [4, 8, 12]  # 64 images / 16 per step = 4 steps per epoch
@@ -27,7 +27,7 @@ def test_eval_every_logs_fid_and_keeps_the_best_checkpoint(home: Path) -> None:
     assert meta["step"] == best["step"] == result.best["step"]
     assert load_checkpoint(run / "checkpoint.safetensors").meta["best"]["fid"] == best["eval"]["fid"]
     # The best checkpoint samples like any other.
-    images = generate(load_model(home, "vae", checkpoint=run / "best.safetensors"), 4)
+    images = sample_images(load_model(home, "vae", checkpoint=run / "best.safetensors"), 4)
     assert images.shape == (4, 1, 16, 16)
 
 
@@ -35,6 +35,6 @@ def test_resume_keeps_the_best_so_far(home: Path) -> None:
     make_kanji(home, name="kanji", size=16, limit=64)
     given = {"epochs": 2, "batch_size": 16, "sample_every": 0, "eval_every": 1, "eval_n": 16,
              "options": {"latent_dim": 8, "base_width": 8}}
-    first = train(home, "vae", {**given, "max_steps": 4}, run_name="r", show_progress=False)
-    resumed = train(home, "vae", {"max_steps": 8}, run_name="r", resume=True, show_progress=False)
+    first = train(home, "vae", {**given, "max_steps": 4}, run_name="r")
+    resumed = train(home, "vae", {"max_steps": 8}, run_name="r", resume=True)
     assert first.best and resumed.best["fid"] <= first.best["fid"]

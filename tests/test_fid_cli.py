@@ -17,7 +17,7 @@ from PIL import Image
 
 from ganji.data.store import load_dataset
 from ganji.errors import GanjiError
-from ganji.train.loop import train
+from ganji.train.start import train
 
 FIELDS = ("model", "run", "n", "extractor", "fid", "kid", "kid_std", "precision", "recall", "novelty_copies", "seconds")
 
@@ -28,9 +28,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("home")
     make_kanji(home, name="kanji", size=16, limit=64)
     common = {"dataset": "kanji", "epochs": 1, "batch_size": 16, "sample_every": 0}
-    train(home, "vae", {**common, "options": {"latent_dim": 16, "base_width": 16}}, run_name="r", show_progress=False)
-    train(home, "gan", {**common, "options": {"layers": (32, 16, 16, 8), "latent_dim": 16, "disc_ratio": 1}}, run_name="r", show_progress=False)
-    train(home, "ddpm", {**common, "options": {"base_width": 8, "timesteps": 20}}, run_name="r", show_progress=False)
+    train(home, "vae", {**common, "options": {"latent_dim": 16, "base_width": 16}}, run_name="r")
+    train(home, "gan", {**common, "options": {"layers": (32, 16, 16, 8), "latent_dim": 16, "disc_ratio": 1}}, run_name="r")
+    train(home, "ddpm", {**common, "options": {"base_width": 8, "timesteps": 20}}, run_name="r")
     return home
 
 

@@ -15,10 +15,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ganji.recipes import recipe_class
+from ganji.recipes import spec
 from ganji.recipes.base import Recipe
-from ganji.train.config import OPTIONS_TYPES, TrainConfig
-from ganji.train.device import Precision
+from ganji.runtime.device import Precision
 from ganji.train.loop import epoch_permutation, normalise
 
 SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_consecutive", "unique_dim", "item"}
@@ -50,9 +49,9 @@ def gpu_optimiser(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _syncs_per_step(model: str, steps: int = 3, **options) -> list[str]:
     torch.manual_seed(0)
-    cfg = TrainConfig(model=model, batch_size=4, device="cpu", options=OPTIONS_TYPES[model](**{**TINY[model], **options}))
+    cfg = spec(model).config(batch_size=4, device="cpu", options={**TINY[model], **options})
     precision = Precision(CPU, bf16=False, channels_last=False, compile=False)
-    recipe = recipe_class(model)(cfg, 16, 1, 100, precision)
+    recipe = spec(model).recipe_class()(cfg, 16, 1, 100, precision)
     assert all(opt.defaults["fused"] for opt in recipe.optimizers.values())
     images = torch.randint(0, 256, (16, 1, 16, 16), dtype=torch.uint8)
     perm = epoch_permutation(0, 0, len(images))

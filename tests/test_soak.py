@@ -22,7 +22,7 @@ import torch
 from conftest import make_kanji
 from safetensors.torch import load_file
 
-from ganji.train.checkpoint import load_checkpoint
+from ganji.runtime.checkpoint import load_checkpoint
 
 EPOCHS = 40  # 80 steps
 ARGS = ["--dataset", "kanji16", "--epochs", str(EPOCHS), "--batch-size", "16", "--latent-dim", "8", "--base-width", "8",

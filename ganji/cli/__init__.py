@@ -16,9 +16,9 @@ from ganji.errors import GanjiError
 
 app = typer.Typer(
     name="ganji",
-    help="Train a VAE, a GAN and a DDPM on ~10,000 kanji, sample fake kanji, and compare them.",
+    help="Train generative models (VAE, GAN, DDPM, ...) on ~10,000 kanji, sample fake kanji, and compare them.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion: model, run and dataset names complete in the shell
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -35,7 +35,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    """Train a VAE, a GAN and a DDPM on ~10,000 kanji, sample fake kanji, and compare them."""
+    """Train generative models (VAE, GAN, DDPM, ...) on ~10,000 kanji, sample fake kanji, and compare them."""
 
 
 def _register() -> None:

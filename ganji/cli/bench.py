@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -13,20 +14,38 @@ from ganji.cli import app
 from ganji.cli.options import HomeOption
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
-from ganji.train.config import COMPILE_MODES
+from ganji.recipes import MODELS, model_names, spec
+from ganji.recipes.registry import DEFAULT_SAMPLER_STEPS
+from ganji.runtime.config import COMPILE_MODES
+
+def _fields(model) -> set[str]:
+    return {f.name for f in dataclasses.fields(model.options_type)}
+
 
 bench_app = typer.Typer(help="Measure training, sampling and metric speed on this machine.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 MODELS_HELP = "Comma-separated models to measure."
+ALL_MODELS = ",".join(model_names())
+WIDTH_HELP = "Base width of the models that have one (" + ", ".join(m.name for m in MODELS if "base_width" in _fields(m)) + ") \\[default: each one's paper width]."
 
 
 def _models(text: str) -> list[str]:
     models = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in models if m not in ("vae", "gan", "ddpm")]
+    bad = [m for m in models if m not in model_names()]
     if bad or not models:
-        raise GanjiError(f"--models takes vae, gan and/or ddpm (got {text!r})")
+        raise GanjiError(f"--models takes {', '.join(model_names())} (got {text!r})")
     return models
+
+
+def _width_options(model: str, base_width: int | None) -> dict[str, int]:
+    """--base-width for the models whose options have it."""
+    return {"base_width": base_width} if base_width and "base_width" in _fields(spec(model)) else {}
+
+
+def _samplers(model: str, steps: int) -> list[tuple[str | None, int | None]]:
+    """Every sampler of an iterative model (with `steps` where it chooses them); one direct pass otherwise."""
+    return [(s.name, steps if s.chooses_steps else None) for s in spec(model).sampling.samplers] or [(None, None)]
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -35,7 +54,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 @bench_app.command("train")
 def bench_train_command(
-    models: Annotated[str, typer.Option(help=MODELS_HELP)] = "vae,gan,ddpm",
+    models: Annotated[str, typer.Option(help=MODELS_HELP)] = ALL_MODELS,
     size: Annotated[int, typer.Option(help="Image size (the paper's 64).")] = 64,
     batch_size: Annotated[int | None, typer.Option(help="Images per step \\[default: the paper's: vae 128, gan 128, ddpm 32].", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -48,14 +67,14 @@ def bench_train_command(
     warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation happens here).")] = 2,
     min_steps: Annotated[int, typer.Option(help="Timed steps, at least.")] = 3,
     seconds: Annotated[float, typer.Option(help="Keep timing steps until this many seconds have passed.")] = 10.0,
-    base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width \\[default: 64, the paper's].", show_default=False)] = None,
+    base_width: Annotated[int | None, typer.Option(help=WIDTH_HELP, show_default=False)] = None,
     eager: Annotated[bool, typer.Option("--eager-baseline/--no-eager-baseline", help="Also time a plain eager fp32 PyTorch loop of the same model and batch, for comparison.")] = True,
     profile: Annotated[int, typer.Option(help="Then profile this many steps: the operators that take a step's time, and how busy the GPU was.")] = 0,
     trace: Annotated[Path | None, typer.Option(help="With --profile: write each model's Chrome/Perfetto trace into this folder.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model).")] = False,
 ) -> None:
     """Training images/s, epoch time on the 10,020-kanji set, FLOPs per image, MFU and peak memory."""
-    from ganji.bench import as_dict, bench_train
+    from ganji.perf.bench import as_dict, bench_train
 
     if size < 16 or size % 16:
         raise GanjiError(f"--size must be a positive multiple of 16 (got {size})")
@@ -70,7 +89,7 @@ def bench_train_command(
         raise GanjiError(f"--compile-mode takes {', '.join(COMPILE_MODES)} (got {compile_mode!r})")
     results = []
     for model in _models(models):
-        options = {"base_width": base_width} if model == "ddpm" and base_width else {}
+        options = _width_options(model, base_width)
         for mode in modes:
             with err_console.status(f"timing {model} training ({mode})..."):
                 suffix = "" if len(modes) == 1 else f"-{mode}"
@@ -126,19 +145,19 @@ def print_profile(model: str, p) -> None:
 
 @bench_app.command("sample")
 def bench_sample_command(
-    models: Annotated[str, typer.Option(help=MODELS_HELP)] = "vae,gan,ddpm",
+    models: Annotated[str, typer.Option(help=MODELS_HELP)] = ALL_MODELS,
     size: Annotated[int, typer.Option(help="Image size (the paper's 64).")] = 64,
     batch_size: Annotated[int, typer.Option(help="Images generated at once.")] = 256,
-    ddim_steps: Annotated[int, typer.Option(help="DDIM steps to compare with the full sampler.")] = 50,
-    extrapolate_after: Annotated[int, typer.Option(help="DDPM: time this many denoising steps and scale to all steps (0 = run the whole sampler).")] = 0,
+    ddim_steps: Annotated[int, typer.Option("--steps", "--ddim-steps", help="Steps of the step-choosing samplers (DDIM, ...), to compare with the full sampler.")] = DEFAULT_SAMPLER_STEPS,
+    extrapolate_after: Annotated[int, typer.Option(help="Iterative models: time this many network calls and scale to all of them (0 = run the whole sampler).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
-    seconds: Annotated[float, typer.Option(help="VAE/GAN: keep timing until this many seconds have passed.")] = 5.0,
-    base_width: Annotated[int | None, typer.Option(help="DDPM U-Net base width \\[default: 64, the paper's].", show_default=False)] = None,
+    seconds: Annotated[float, typer.Option(help="One-pass models: keep timing until this many seconds have passed.")] = 5.0,
+    base_width: Annotated[int | None, typer.Option(help=WIDTH_HELP, show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Seconds per 1,000 samples for each model and sampler, and the DDIM speed-up."""
-    from ganji.bench import as_dict, bench_sample
+    """Seconds per 1,000 samples for each model and sampler, and each few-step sampler's speed-up."""
+    from ganji.perf.bench import as_dict, bench_sample
 
     if size < 16 or size % 16:
         raise GanjiError(f"--size must be a positive multiple of 16 (got {size})")
@@ -146,9 +165,8 @@ def bench_sample_command(
         raise GanjiError("--batch-size and --ddim-steps must be >= 1, --extrapolate-after >= 0")
     results = []
     for model in _models(models):
-        samplers = [("ddpm", None), ("ddim", ddim_steps)] if model == "ddpm" else [("ddpm", None)]
-        options = {"base_width": base_width} if model == "ddpm" and base_width else {}
-        for sampler, steps in samplers:
+        options = _width_options(model, base_width)
+        for sampler, steps in _samplers(model, ddim_steps):
             with err_console.status(f"timing {model} sampling ({sampler})..."):
                 results.append(bench_sample(model, sampler, steps, device, size, batch_size, precision, options, seconds,
                                             extrapolate_after or None))
@@ -160,31 +178,34 @@ def bench_sample_command(
         table.add_column(col)
     for r in results:
         timed = f"{r.extrapolated_from_steps} steps, extrapolated" if r.extrapolated_from_steps else "whole sampler"
-        table.add_row(r.model, r.sampler + (f"-{r.model_calls}" if r.model == "ddpm" else ""), r.precision, str(r.batch_size),
+        table.add_row(r.model, r.sampler, r.precision, str(r.batch_size),
                       str(r.model_calls), f"{r.seconds_per_1000:,.2f}", f"{r.images_per_s:,.1f}", timed)
     console.print(table)
-    by = {(r.model, r.sampler): r for r in results}
-    if ("ddpm", "ddpm") in by and ("ddpm", "ddim") in by:
-        speedup = by[("ddpm", "ddpm")].seconds_per_1000 / by[("ddpm", "ddim")].seconds_per_1000
-        console.print(f"DDIM-{ddim_steps} is {speedup:,.1f}x faster than the {by[('ddpm', 'ddpm')].model_calls}-step sampler.")
+    for model in dict.fromkeys(r.model for r in results):
+        rows = sorted((r for r in results if r.model == model and r.model_calls > 1), key=lambda r: r.seconds_per_1000)
+        if len(rows) > 1:
+            slow = rows[-1]
+            for r in rows[:-1]:
+                console.print(f"{model}: {r.sampler} is {slow.seconds_per_1000 / r.seconds_per_1000:,.1f}x faster than {slow.sampler} "
+                              f"({r.model_calls} against {slow.model_calls} network calls per image).")
 
 
 @bench_app.command("fid")
 def bench_fid_command(
     features: Annotated[str, typer.Option(help="Comma-separated extractors: kanji and/or inception (needs its weights).")] = "kanji",
     inception_weights: Annotated[Path | None, typer.Option(help="pytorch-fid's Inception weights file \\[default: the home cache's].", show_default=False)] = None,
-    models: Annotated[str, typer.Option(help=MODELS_HELP + " Their 10k-sample sampling time is added to get a whole FID's time ('' = none).")] = "vae,gan,ddpm",
+    models: Annotated[str, typer.Option(help=MODELS_HELP + " Their 10k-sample sampling time is added to get a whole FID's time ('' = none).")] = ALL_MODELS,
     size: Annotated[int, typer.Option(help="Image size (the paper's 64).")] = 64,
     n: Annotated[int, typer.Option("--n", help="Samples per FID.")] = 10_000,
     batch_size: Annotated[int, typer.Option(help="Images generated at once.")] = 256,
-    extrapolate_after: Annotated[int, typer.Option(help="DDPM sampling: time this many steps and scale (0 = whole sampler).")] = 2,
+    extrapolate_after: Annotated[int, typer.Option(help="Iterative models' sampling: time this many network calls and scale (0 = whole sampler).")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seconds: Annotated[float, typer.Option(help="Keep timing each measurement this long.")] = 5.0,
     home: HomeOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Feature extraction images/s, metric time, and the time of a whole n-sample FID per model."""
-    from ganji.bench import as_dict, bench_fid, bench_sample
+    from ganji.perf.bench import as_dict, bench_fid, bench_sample
     from ganji.home import cache_dir, resolve_home
 
     names = [f.strip() for f in features.split(",") if f.strip()]
@@ -199,8 +220,7 @@ def bench_fid_command(
             extractors.append(bench_fid(name, device, size, n, seconds, inception_weights, cache))
     sampling = []
     for model in _models(models) if models.strip() else []:
-        samplers = [("ddpm", None), ("ddim", 50)] if model == "ddpm" else [("ddpm", None)]
-        for sampler, steps in samplers:
+        for sampler, steps in _samplers(model, DEFAULT_SAMPLER_STEPS):
             with err_console.status(f"timing {model} sampling ({sampler})..."):
                 sampling.append(bench_sample(model, sampler, steps, device, size, batch_size, "auto", None, seconds, extrapolate_after or None))
     if as_json:
@@ -220,7 +240,7 @@ def bench_fid_command(
             table.add_column(f"{e.extractor}: total s", justify="right")
         for s in sampling:
             sample_s = s.seconds_per_1000 * n / 1000
-            label = s.sampler + (f"-{s.model_calls}" if s.model == "ddpm" else "") + (" (extrapolated)" if s.extrapolated_from_steps else "")
+            label = s.sampler + (" (extrapolated)" if s.extrapolated_from_steps else "")
             table.add_row(s.model, label, *[f"{sample_s + e.fid_s:,.1f}" for e in extractors])
         console.print(table)
 

@@ -11,41 +11,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ganji.cli import app
-from ganji.cli.options import HomeOption
+from ganji.cli.options import SAMPLERS_HELP, HomeOption
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
+from ganji.recipes import MODELS, model_names
 
-MODELS = ("vae", "gan", "ddpm")
+FAST_SAMPLERS = ", ".join(f"{m.name} {m.sampling.fast}" for m in MODELS if m.sampling.iterative)
 
 
 def parse_runs(text: str | None) -> dict[str, str | None]:
-    """'gan=r1,ddpm=r2' -> {vae: None, gan: r1, ddpm: r2} (None: the latest run)."""
-    runs: dict[str, str | None] = dict.fromkeys(MODELS)
+    """'gan=r1,ddpm=r2' -> {vae: None, gan: r1, ddpm: r2, ...} (None: the latest run)."""
+    runs: dict[str, str | None] = dict.fromkeys(model_names())
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         model, sep, name = part.partition("=")
-        if not sep or model not in MODELS or not name:
+        if not sep or model not in runs or not name:
             raise GanjiError(f"--runs takes MODEL=RUN pairs separated by commas, e.g. gan=r1,ddpm=r2 (got {part!r})")
         runs[model] = name
     return runs
-
-
-def train_missing(home: Path, missing: list[str], preset: str, quiet: bool) -> None:
-    """Stage 1: train each missing model with the preset (its dataset prepared first)."""
-    from ganji.data.prepare import build_kanji, report
-    from ganji.data.store import is_prepared
-    from ganji.train.loop import summary_table, train
-    from ganji.train.presets import PRESETS, preset_dataset
-
-    name, size = preset_dataset(preset)
-    if not is_prepared(home, name):
-        err_console.print(f"preparing dataset [bold]{name}[/] ({size} px) for the {preset} preset")
-        report(build_kanji(home, name=name, size=size, progress=not quiet))
-    for model in missing:
-        err_console.print(f"training [bold]{model}[/] with the {preset} preset")
-        result = train(home, model, dict(PRESETS[preset][model]), run_name=preset, show_progress=not quiet)
-        if not quiet:
-            console.print(summary_table(result))
 
 
 def result_table(rows: list) -> Table:
@@ -69,8 +52,8 @@ def compare_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("report"),
     n: Annotated[int | None, typer.Option("--n", help="Samples per model for the metrics \\[default: 10000; 1000 with --train quick].", show_default=False)] = None,
     features: Annotated[str, typer.Option(help="Feature network: kanji (offline) or inception.")] = "kanji",
-    sampler: Annotated[str, typer.Option(help="DDPM sampler for the metrics and pictures: ddim or ddpm (all T steps).")] = "ddim",
-    steps: Annotated[int | None, typer.Option(help="DDIM steps \\[default: 50; 20 with --train quick].", show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option(help=f"Sampler of the iterative models that have it ({SAMPLERS_HELP}) \\[default: each model's fast one: {FAST_SAMPLERS}].", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help="Steps of the step-choosing samplers \\[default: 50; 20 with --train quick].", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for every model).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model) instead of the table.")] = False,
@@ -80,18 +63,20 @@ def compare_command(
     """The study: train (optionally), measure and picture every model side by side."""
     from ganji.features.extractors import EXTRACTORS, load_extractor
     from ganji.home import cache_dir
-    from ganji.report.study import measure, missing_models, write_report
-    from ganji.train.device import resolve_device
-    from ganji.train.presets import PRESET_DDIM_STEPS, PRESET_EVAL_N, PRESETS
+    from ganji.cli.train_display import ProgressBar, summary_table
+    from ganji.report.presets import PRESET_EVAL_N, PRESET_STEPS, PRESETS
+    from ganji.report.study import measure, missing_models, train_missing, write_report
+    from ganji.runtime.device import resolve_device
 
     if train is not None and train not in PRESETS:
         raise GanjiError(f"--train must be quick or paper (got {train!r})")
     if features not in EXTRACTORS:
         raise GanjiError(f"--features must be one of {', '.join(EXTRACTORS)} (got {features!r})")
-    if sampler not in ("ddpm", "ddim"):
-        raise GanjiError(f"--sampler must be ddpm or ddim (got {sampler!r})")
+    known = sorted({s.name for m in MODELS for s in m.sampling.samplers} | {a for m in MODELS for a in m.sampling.aliases})
+    if sampler is not None and sampler not in known:
+        raise GanjiError(f"--sampler must be one of {', '.join(known)} (got {sampler!r})")
     n = n if n is not None else PRESET_EVAL_N[train or "paper"]
-    steps = steps if steps is not None else PRESET_DDIM_STEPS[train or "paper"]
+    steps = steps if steps is not None else PRESET_STEPS[train or "paper"]
     if n < 10:
         raise GanjiError(f"--n must be at least 10 (got {n})")
     root = resolve_home(home)
@@ -99,7 +84,8 @@ def compare_command(
     extractor = load_extractor(features, resolve_device(device), cache_dir(root))  # fail early: before any training
     missing = missing_models(root, wanted)
     if missing and train is not None:
-        train_missing(root, missing, train, quiet)
+        train_missing(root, missing, train, observer=None if quiet else ProgressBar,
+                      on_result=None if quiet else lambda result: console.print(summary_table(result)))
         missing = missing_models(root, wanted)
     for m in missing:
         err_console.print(f"no {m} run yet, left out of the comparison: train one with `ganji train {m}` (or `ganji compare --train quick`)")

@@ -11,11 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ganji.cli import app
-from ganji.cli.options import HomeOption
-from ganji.cli.train import Model
+from ganji.cli.options import DEFAULT_SAMPLERS, SAMPLERS_HELP, HomeOption, Model, complete_dataset, complete_run
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
+from ganji.recipes import model_names
+from ganji.recipes.registry import DEFAULT_SAMPLER_STEPS
 
 _PANEL_WHAT = "What to measure"
 _PANEL_HOW = "How"
@@ -39,14 +40,14 @@ def fid_command(
     model: Annotated[Model | None, typer.Argument(help="Model whose latest (or --run) run to measure.", show_default=False)] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model that has a run.", rich_help_panel=_PANEL_WHAT)] = False,
     images: Annotated[Path | None, typer.Option("--images", help="Score a folder (or zip) of images from anywhere instead.", show_default=False, rich_help_panel=_PANEL_WHAT)] = None,
-    run: Annotated[str | None, typer.Option(help="Run name \\[default: the latest run of the model].", show_default=False, rich_help_panel=_PANEL_WHAT)] = None,
-    dataset: Annotated[str, typer.Option(help="With --images: the dataset to compare against.", rich_help_panel=_PANEL_WHAT)] = "kanji",
+    run: Annotated[str | None, typer.Option(help="Run name \\[default: the latest run of the model].", show_default=False, rich_help_panel=_PANEL_WHAT, autocompletion=complete_run)] = None,
+    dataset: Annotated[str, typer.Option(help="With --images: the dataset to compare against.", rich_help_panel=_PANEL_WHAT, autocompletion=complete_dataset)] = "kanji",
     invert: Annotated[bool | None, typer.Option("--invert/--no-invert", help="With --images: invert every image / none \\[default: detect dark ink per image].", show_default=False, rich_help_panel=_PANEL_WHAT)] = None,
     n: Annotated[int, typer.Option("--n", help="Samples to generate (and real images to compare with, at most the dataset's size).", rich_help_panel=_PANEL_HOW)] = 10_000,
     features: Annotated[str, typer.Option(help="Feature network: kanji (shipped, offline) or inception (FID's standard; downloads once).", rich_help_panel=_PANEL_HOW)] = "kanji",
     inception_weights: Annotated[Path | None, typer.Option(help="pytorch-fid's pt_inception-2015-12-05 .pth (or .safetensors) file.", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
-    sampler: Annotated[str, typer.Option(help="DDPM only: ddpm (all T steps) or ddim.", rich_help_panel=_PANEL_HOW)] = "ddpm",
-    steps: Annotated[int | None, typer.Option(help="DDPM with --sampler ddim: steps \\[default: 50].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    sampler: Annotated[str | None, typer.Option(help=f"Iterative models: {SAMPLERS_HELP} \\[default: {DEFAULT_SAMPLERS}]; with --all, it applies to the models that have it.", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    steps: Annotated[int | None, typer.Option(help=f"Steps of a step-choosing sampler \\[default: {DEFAULT_SAMPLER_STEPS}].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.", rich_help_panel=_PANEL_HOW)] = 0,
     batch_size: Annotated[int, typer.Option(help="Images generated at once.", rich_help_panel=_PANEL_HOW)] = 250,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_PANEL_HOW)] = "auto",
@@ -59,11 +60,11 @@ def fid_command(
     from ganji.home import cache_dir
     from ganji.metrics.protocol import evaluate_folder, evaluate_run
     from ganji.runs import list_runs
-    from ganji.train.device import resolve_device
+    from ganji.runtime.device import resolve_device
 
     chosen = sum([model is not None, all_models, images is not None])
     if chosen != 1:
-        raise GanjiError("say what to measure: a model (vae, gan or ddpm), --all, or --images DIR (one of them)")
+        raise GanjiError(f"say what to measure: a model ({', '.join(model_names())}), --all, or --images DIR (one of them)")
     if run is not None and model is None:
         raise GanjiError("--run names one model's run: give the model too (e.g. `ganji fid ddpm --run NAME`)")
     if features not in EXTRACTORS:
@@ -75,7 +76,7 @@ def fid_command(
         models = [m.value for m in Model if list_runs(root, m.value)]
         missing = [m.value for m in Model if m.value not in models]
         if not models:
-            raise GanjiError("no trained runs yet: train one with `ganji train vae|gan|ddpm`")
+            raise GanjiError(f"no trained runs yet: train one with `ganji train {'|'.join(model_names())}`")
         for m in missing:
             err_console.print(f"no {m} run yet, skipped (train one with `ganji train {m}`)")
     else:
@@ -97,7 +98,8 @@ def fid_command(
             scores.append(evaluate_folder(root, images, dataset, extractor, n, invert, track))
         for m in models:
             scores.append(
-                evaluate_run(root, m, run, extractor, n, seed=seed, sampler=sampler, steps=steps, batch_size=batch_size, device=device, track=track)
+                evaluate_run(root, m, run, extractor, n, seed=seed, sampler=sampler, steps=steps, batch_size=batch_size, device=device,
+                             track=track, strict=not all_models)
             )
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in scores], indent=2))

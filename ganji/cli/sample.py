@@ -1,4 +1,4 @@
-"""`ganji sample vae|gan|ddpm`: a grid PNG (and/or one PNG per image) from a trained run."""
+"""`ganji sample MODEL`: a grid PNG (and/or one PNG per image) from a trained run."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ganji.cli import app
-from ganji.cli.options import HomeOption
-from ganji.cli.train import Model
+from ganji.cli.options import DEFAULT_SAMPLERS, SAMPLERS_HELP, HomeOption, Model, complete_run
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
+from ganji.recipes.registry import DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS
 
 
 def _writable_target(path: Path, what: str) -> Path:
@@ -41,13 +41,13 @@ def sample_command(
     n: Annotated[int, typer.Option("--n", help="How many images.")] = 64,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Grid PNG to write \\[default: samples.png, unless --out-dir is given].", show_default=False)] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Also (or only) write one PNG per image here.", show_default=False)] = None,
-    run: Annotated[str | None, typer.Option(help="Run name \\[default: the latest run of the model].", show_default=False)] = None,
+    run: Annotated[str | None, typer.Option(help="Run name \\[default: the latest run of the model].", show_default=False, autocompletion=complete_run)] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Sample from this checkpoint file instead of a run.", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
-    sampler: Annotated[str, typer.Option(help="DDPM only: ddpm (all T steps) or ddim.")] = "ddpm",
-    steps: Annotated[int | None, typer.Option(help="DDPM with --sampler ddim: number of steps \\[default: 50].", show_default=False)] = None,
-    eta: Annotated[float, typer.Option(help="DDIM noise (0 = deterministic).")] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Images generated at once (memory).")] = 256,
+    sampler: Annotated[str | None, typer.Option(help=f"Iterative models: {SAMPLERS_HELP} \\[default: {DEFAULT_SAMPLERS}].", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help=f"Steps of a step-choosing sampler \\[default: {DEFAULT_SAMPLER_STEPS}, at most the model's].", show_default=False)] = None,
+    eta: Annotated[float | None, typer.Option(help="DDIM noise (0 = deterministic) \\[default: 0].", show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(help="Images generated at once (memory).")] = DEFAULT_SAMPLE_BATCH,
     interpolate: Annotated[int, typer.Option(help="Rows of K images walking between random points (0 = off).")] = 0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA weights when the run has them.")] = True,
     invert: Annotated[bool, typer.Option("--invert", help="White ink on black, as in the dataset (default: black on white).")] = False,
@@ -57,12 +57,9 @@ def sample_command(
 ) -> None:
     """Generate fake kanji from a trained model."""
     from ganji.images import make_grid, save_png, to_pil
-    from ganji.sampling import check_request, generate, load_model, model_calls_per_image
+    from ganji.sampling import SampleRequest, generate, load_model
 
-    if n < 1:
-        raise GanjiError(f"--n must be at least 1 (got {n})")
-    if interpolate < 0 or interpolate == 1:
-        raise GanjiError(f"--interpolate must be 0 (off) or at least 2 (got {interpolate})")
+    SampleRequest.check_numbers(n, seed, batch_size, interpolate)  # before any file is touched
     if output is None and out_dir is None:
         output = Path("samples.png")
     if output is not None:
@@ -70,31 +67,23 @@ def sample_command(
     if out_dir is not None:
         _writable_target(out_dir, "folder")
     loaded = load_model(resolve_home(home), model.value, run, checkpoint, device)
-    steps = check_request(loaded, n, batch_size, sampler, steps, interpolate, eta)
-    if model.value == "ddpm" and interpolate > 1:
-        sampler = "ddim"  # interpolation walks the noise through the deterministic sampler
-    calls = model_calls_per_image(loaded, sampler, steps)
-    total = (interpolate * -(-n // interpolate) if interpolate > 1 else n) * calls
+    request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps,
+                                    eta=eta, interpolate=interpolate, use_ema=ema)
+    calls = loaded.recipe.model_calls(request.sampler)
+    total = request.images * calls
+    label = f"sampling {model.value}" + (f" ({request.sampler.label})" if request.sampler else "")
     progress = Progress(
-        TextColumn(f"[bold]sampling {model.value}"), BarColumn(), MofNCompleteColumn(), TextColumn("model calls x image"),
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("model calls x image"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet,
     )
     start = time.perf_counter()
     with progress:
         task = progress.add_task("sample", total=total)
-        batch_sizes: list[int] = []
-
-        def on_batch(size: int) -> None:
-            batch_sizes.append(size)
-            if calls == 1:
-                progress.advance(task, size)
-
-        def on_step(_: int) -> None:
-            progress.advance(task, min(batch_size, n))
-
+        batch = min(batch_size, request.images)
         images = generate(
-            loaded, n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps, eta=eta,
-            use_ema=ema, interpolate=interpolate, on_batch=on_batch, on_step=on_step if calls > 1 else None,
+            loaded, request,
+            on_batch=(lambda size: progress.advance(task, size)) if calls == 1 else None,
+            on_step=(lambda _i: progress.advance(task, batch)) if calls > 1 else None,
         )
         progress.update(task, completed=total)
     seconds = time.perf_counter() - start

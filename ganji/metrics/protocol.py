@@ -149,36 +149,41 @@ def evaluate_run(
     n: int,
     *,
     seed: int = 0,
-    sampler: str = "ddpm",
+    sampler: str | None = None,
     steps: int | None = None,
+    strict: bool = True,
+    fallback: str | None = None,
     batch_size: int = 250,
     device: str = "auto",
     track: Track = _no_track,
     extras: dict[str, Any] | None = None,
 ) -> Score:
-    """Sample `n` images from a run (as `ganji sample` does) and score them; saved in the run folder."""
+    """Sample `n` images from a run (as `ganji sample` does) and score them; saved in the run folder.
+
+    `sampler`/`steps` as `SampleRequest.resolve` takes them (`strict=False`: one choice for several models)."""
     from ganji.runs import find_run
-    from ganji.sampling import check_request, generate, load_model, model_calls_per_image
+    from ganji.sampling import SampleRequest, generate, load_model
 
     _check_n(n)
     start = time.perf_counter()
     run = find_run(home, model, run_name)
     loaded = load_model(home, model, run.name, None, device)
-    steps = check_request(loaded, n, batch_size, sampler, steps)
+    request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps,
+                                    strict=strict, fallback=fallback)
     dataset_name = str(loaded.meta.get("config", {}).get("dataset", "kanji"))
     dataset = load_dataset(home, dataset_name)
-    calls = model_calls_per_image(loaded, sampler, steps)
+    calls = loaded.recipe.model_calls(request.sampler)
     advance = track(f"sampling {model}", n * calls)
     sample_start = time.perf_counter()
     if calls > 1:
-        images = generate(loaded, n, seed, batch_size, sampler, steps, on_step=lambda _s: advance(min(batch_size, n)))
+        images = generate(loaded, request, on_step=lambda _s: advance(min(batch_size, n)))
     else:
-        images = generate(loaded, n, seed, batch_size, sampler, steps, on_batch=advance)
+        images = generate(loaded, request, on_batch=advance)
     sample_seconds = time.perf_counter() - sample_start  # generation only: loading is not sampling
     scores = evaluate_images(home, images, dataset, extractor, n, track, extras)
     details: dict[str, Any] = {"step": loaded.step, "seed": seed, "sample_seconds": round(sample_seconds, 3)}
-    if model == "ddpm":
-        details.update(sampler=sampler, steps=steps if sampler == "ddim" else loaded.recipe.schedule.timesteps)
+    if request.sampler is not None:
+        details.update(sampler=request.sampler.name, steps=request.sampler.steps or calls)
     score = Score(
         model=model, run=run.name, n=n, extractor=extractor.name, seconds=round(time.perf_counter() - start, 3),
         dataset=dataset.name, details=details, **scores,

@@ -25,7 +25,7 @@ from ganji.data.store import load_dataset
 from ganji.features.extractors import load_extractor
 from ganji.home import cache_dir, resolve_home
 from ganji.metrics.protocol import score_features
-from ganji.train.device import resolve_device
+from ganji.runtime.device import resolve_device
 
 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -1,25 +1,21 @@
-"""How each model is trained and sampled: its networks, optimisers, loss and one training step.
+"""How each model is trained and sampled, and the registry of the models (ganji.recipes.registry).
 
-The engine (ganji.train.loop) owns everything else: data, devices, EMA, checkpoints, logging.
+A recipe (ganji.recipes.base.Recipe) owns a model's networks, optimisers, loss, one training step and
+its samplers; the engine (ganji.train.loop) owns everything else: data, devices, EMA, checkpoints,
+logging. Importing this package does not import torch.
 """
 
 from __future__ import annotations
 
-from ganji.recipes.base import Recipe
+from ganji.recipes.registry import (
+    MODELS,
+    ModelSpec,
+    Sampler,
+    SamplerChoice,
+    SamplingSpec,
+    config_from_json,
+    model_names,
+    spec,
+)
 
-
-def recipe_class(model: str) -> type[Recipe]:
-    """The recipe for `model` (imported lazily so that `ganji --help` stays fast)."""
-    if model == "vae":
-        from ganji.recipes.vae import VAERecipe
-
-        return VAERecipe
-    if model == "gan":
-        from ganji.recipes.gan import GANRecipe
-
-        return GANRecipe
-    if model == "ddpm":
-        from ganji.recipes.ddpm import DDPMRecipe
-
-        return DDPMRecipe
-    raise ValueError(f"unknown model {model!r}")
+__all__ = ["MODELS", "ModelSpec", "Sampler", "SamplerChoice", "SamplingSpec", "config_from_json", "model_names", "spec"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -10,11 +11,12 @@ import torch
 from torch import nn
 
 from ganji.errors import GanjiError
-from ganji.train.checkpoint import CheckpointData
-from ganji.train.config import TrainConfig
-from ganji.train.device import Precision, apply_backend_settings
-from ganji.train.distributed import SINGLE, World, convert_sync_batchnorm
-from ganji.train.ema import EMA
+from ganji.recipes.registry import MAX_SAMPLER_STEPS, SamplerChoice, spec
+from ganji.runtime.checkpoint import CheckpointData
+from ganji.runtime.config import TrainConfig
+from ganji.runtime.device import Precision, apply_backend_settings
+from ganji.runtime.distributed import SINGLE, World, convert_sync_batchnorm
+from ganji.runtime.ema import EMA
 
 
 def match_parameter_layout(opt: torch.optim.Optimizer) -> None:
@@ -38,9 +40,9 @@ class Recipe:
     which networks get an EMA copy (`ema_nets`). `train_step` runs one step on a batch of real
     images (already on the device, in `data_range`, in the run's memory format) and returns the
     losses as detached device tensors (no host sync). `generate` maps noise to images in
-    `data_range`.
+    `data_range`, with the sampler chosen (and checked) by ganji.sampling.SampleRequest.
 
-    Several processes (`world`, see ganji.train.distributed): the batch given to `train_step` is
+    Several processes (`world`, see ganji.runtime.distributed): the batch given to `train_step` is
     this rank's equal share of the global batch; `wire()` builds the training forwards through
     `self.parallel(net)` (DistributedDataParallel, then torch.compile where it applies); per-sample
     random draws go through `self.world.draw` (the global batch's draw, this rank's slice); losses
@@ -100,8 +102,46 @@ class Recipe:
     def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def generate(self, noise: torch.Tensor, use_ema: bool = True, **sampler: Any) -> torch.Tensor:
+    def generate(
+        self,
+        noise: torch.Tensor,
+        use_ema: bool = True,
+        sampler: SamplerChoice | None = None,
+        generator: torch.Generator | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """Images in `data_range` from `noise` (see make_noise). An iterative model runs `sampler`
+        (its random draws from `generator`, on the recipe's device) and calls on_step(i) after each
+        network call; a one-pass model ignores all three."""
         raise NotImplementedError
+
+    def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        """The baseline `ganji bench train` holds this recipe's step against: a closure running one
+        training step of the same networks (copies, same weights) on `x` as someone would write it
+        from the paper with nothing but PyTorch (fp32, plain Adam, no autocast, compile, channels_last,
+        EMA or logging), returning its loss. The loss is written out again from the paper's equations
+        rather than shared with `train_step`: the baseline must not inherit the engine's choices."""
+        raise NotImplementedError
+
+    @staticmethod
+    def describe(options: Any) -> str:
+        """The options in a few words, for reports (e.g. "U-Net width 64, T=1024 cosine")."""
+        raise NotImplementedError
+
+    # -- sampling facts (iterative models override them) ---------------------------------------------
+    def model_calls(self, sampler: SamplerChoice | None) -> int:
+        """Network evaluations per image with `sampler` (one for a one-pass model)."""
+        return 1
+
+    def max_steps(self, sampler: str) -> int:
+        """The most steps `sampler` may take on this model (DDIM: T)."""
+        return MAX_SAMPLER_STEPS
+
+    def fast_sampler(self, steps: int) -> SamplerChoice | None:
+        """The model's fast deterministic sampler with `steps` steps (fewer if the model allows fewer),
+        for progress grids and evaluations; None for a one-pass model."""
+        fast = spec(self.model_name).sampling.fast
+        return SamplerChoice(fast, min(steps, self.max_steps(fast))) if fast else None
 
     # -- shared helpers --------------------------------------------------------------------------
     @property
@@ -151,6 +191,10 @@ class Recipe:
             sched.step()
         for ema in self.emas.values():
             ema.update(step)
+
+    def plain_copies(self) -> dict[str, nn.Module]:
+        """fp32, contiguous, training-mode copies of the networks (for `plain_eager_step`)."""
+        return {name: copy.deepcopy(net).float().to(memory_format=torch.contiguous_format).train() for name, net in self.nets.items()}
 
     def parameter_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in net.parameters()) for name, net in self.nets.items()}

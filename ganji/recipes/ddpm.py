@@ -1,7 +1,8 @@
 """Training and sampling the DDPM (Ho et al. 2020) as in the GANji study.
 
 Training (Algorithm 1): t ~ U{0..T-1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε, loss ‖ε - ε_θ(x_t, t)‖².
-Sampling: ancestral over all T steps (Algorithm 2) or DDIM (Song et al. 2021) with fewer steps.
+Sampling: `ancestral` over all T steps (Algorithm 2; the old name `ddpm` is an alias) or `ddim`
+(Song et al. 2021) with fewer steps.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ganji.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, q_sample
+from ganji.diffusion import DEFAULT_DDIM_STEPS, NoiseSchedule, ddim_sample, ddpm_sample, q_sample, sampling_steps
 from ganji.models.unet import UNet, UNetConfig
 from ganji.recipes.base import Recipe
-from ganji.train.config import DDPMOptions
+from ganji.recipes.registry import DDPMOptions, SamplerChoice
 
 
 class DDPMRecipe(Recipe):
@@ -60,12 +61,11 @@ class DDPMRecipe(Recipe):
         self,
         noise: torch.Tensor,
         use_ema: bool = True,
-        sampler: str = "ddpm",
-        steps: int | None = None,
-        eta: float = 0.0,
+        sampler: SamplerChoice | None = None,
         generator: torch.Generator | None = None,
         on_step: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
+        sampler = sampler or SamplerChoice("ancestral")
         with self.sampling_net("unet", use_ema) as net:
 
             def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -73,8 +73,39 @@ class DDPMRecipe(Recipe):
                     return net(x_t.contiguous(memory_format=self.precision.memory_format()), t).float()
 
             x_T = noise.to(self.device)
-            if sampler == "ddim":
-                return ddim_sample(eps, self.schedule, x_T, steps=steps or 50, eta=eta, generator=generator, on_step=on_step)
-            if sampler == "ddpm":
+            if sampler.name == "ddim":
+                return ddim_sample(eps, self.schedule, x_T, steps=sampler.steps or DEFAULT_DDIM_STEPS, eta=sampler.eta,
+                                   generator=generator, on_step=on_step)
+            if sampler.name == "ancestral":
                 return ddpm_sample(eps, self.schedule, x_T, generator=generator, on_step=on_step)
-        raise ValueError(f"unknown sampler {sampler!r}")
+        raise ValueError(f"unknown DDPM sampler {sampler.name!r}")
+
+    def model_calls(self, sampler: SamplerChoice | None) -> int:
+        sampler = sampler or SamplerChoice("ancestral")
+        return sampling_steps(sampler.name, sampler.steps, self.schedule)
+
+    def max_steps(self, sampler: str) -> int:
+        return self.schedule.timesteps  # DDIM walks a subsequence of the T steps
+
+    def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        x = x.float().contiguous()
+        unet = self.plain_copies()["unet"]
+        opt = torch.optim.Adam(unet.parameters(), lr=self.cfg.lr)
+        alpha_bar = self.schedule.alphas_cumprod.float().to(x.device)  # ᾱ_t
+
+        def step() -> torch.Tensor:
+            # Ho et al. 2020, Algorithm 1: ‖ε - ε_θ(√ᾱ_t x₀ + √(1-ᾱ_t) ε, t)‖².
+            t = torch.randint(0, len(alpha_bar), (len(x),), device=x.device)
+            noise = torch.randn_like(x)
+            a = alpha_bar[t].view(-1, 1, 1, 1)
+            loss = F.mse_loss(unet(a.sqrt() * x + (1 - a).sqrt() * noise, t), noise)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        return step
+
+    @staticmethod
+    def describe(o: DDPMOptions) -> str:
+        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, T={o.timesteps} {o.schedule}"

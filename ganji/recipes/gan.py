@@ -9,7 +9,7 @@ plus, for every loss but bce, the gradient penalty λ E[(‖∇D(x̂)‖₂ - 1)
 (Gulrajani et al. 2017). Up to `disc_ratio` D steps per G step, stopping early once D's accuracy on
 the batch exceeds `disc_acc_stop` (the original's rule). One training step = one batch of real images.
 
-With several processes (ganji.train.distributed) G and D are each wrapped in DDP; latents and the
+With several processes (ganji.runtime.distributed) G and D are each wrapped in DDP; latents and the
 penalty's mixing weights are drawn for the global batch and sliced; D's accuracy is averaged over
 ranks before the early-stop decision, so that every rank takes the same number of D steps; the G
 step runs D under `no_sync` (D's gradients from it are discarded, so they are not all-reduced).
@@ -18,7 +18,7 @@ step runs D under `no_sync` (D's gradients from it are discarded, so they are no
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ganji.errors import GanjiError
 from ganji.models.gan import Discriminator, GANConfig, Generator
 from ganji.recipes.base import Recipe
-from ganji.train.config import GANOptions
+from ganji.recipes.registry import GANOptions, SamplerChoice
 
 
 def discriminator_loss(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -156,7 +156,50 @@ class GANRecipe(Recipe):
         return torch.randn(n, self.cfg.options.latent_dim, generator=generator, device=generator.device)
 
     @torch.no_grad()
-    def generate(self, noise: torch.Tensor, use_ema: bool = True, **sampler: Any) -> torch.Tensor:
+    def generate(
+        self,
+        noise: torch.Tensor,
+        use_ema: bool = True,
+        sampler: SamplerChoice | None = None,
+        generator: torch.Generator | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
         with self.sampling_net("generator", use_ema) as net, self.precision.autocast():
             images = net(noise.to(self.device))
         return images.float()
+
+    def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        x = x.float().contiguous()
+        nets = self.plain_copies()
+        g, d = nets["generator"], nets["discriminator"]
+        o: GANOptions = self.cfg.options
+        opt_g = torch.optim.Adam(g.parameters(), lr=self.cfg.lr, betas=tuple(o.g_betas))
+        opt_d = torch.optim.Adam(d.parameters(), lr=self.cfg.lr, betas=tuple(o.d_betas))
+
+        def step() -> torch.Tensor:
+            # Every D step (no early stop), hinge loss + WGAN-GP penalty, then one G step: the
+            # paper's final GAN, as `ganji bench train` times it.
+            for _ in range(o.disc_ratio):
+                with torch.no_grad():
+                    fake = g(torch.randn(len(x), o.latent_dim, device=x.device))
+                loss_d = F.relu(1 - d(x)).mean() + F.relu(1 + d(fake)).mean()
+                if o.gp > 0:
+                    eps = torch.rand(len(x), 1, 1, 1, device=x.device)
+                    x_hat = (eps * x + (1 - eps) * fake).requires_grad_(True)
+                    (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
+                    loss_d = loss_d + o.gp * (grad.flatten(1).norm(dim=1) - 1).square().mean()
+                opt_d.zero_grad()
+                loss_d.backward()
+                opt_d.step()
+            loss_g = -d(g(torch.randn(len(x), o.latent_dim, device=x.device))).mean()
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+            return loss_g.detach()
+
+        return step
+
+    @staticmethod
+    def describe(o: GANOptions) -> str:
+        penalty = f" + gp {o.gp:g}" if o.gp > 0 and o.loss != "bce" else ""
+        return f"{o.arch}, {o.loss}{penalty}, layers {'-'.join(map(str, o.layers))}, D ratio {o.disc_ratio}"

@@ -6,7 +6,7 @@ KL = -½ Σ (1 + log σ² - μ² - σ²); data in [0, 1]; Adam with a one-cycle 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +14,8 @@ from torch import nn
 
 from ganji.models.vae import VAE, VAEConfig
 from ganji.recipes.base import Recipe
-from ganji.train.config import VAEOptions
-from ganji.train.distributed import World
+from ganji.recipes.registry import SamplerChoice, VAEOptions
+from ganji.runtime.distributed import World
 
 
 class TrainingForward(nn.Module):
@@ -74,7 +74,37 @@ class VAERecipe(Recipe):
         return torch.randn(n, self.cfg.options.latent_dim, generator=generator, device=generator.device)
 
     @torch.no_grad()
-    def generate(self, noise: torch.Tensor, use_ema: bool = True, **sampler: Any) -> torch.Tensor:
+    def generate(
+        self,
+        noise: torch.Tensor,
+        use_ema: bool = True,
+        sampler: SamplerChoice | None = None,
+        generator: torch.Generator | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
         with self.sampling_net("vae", use_ema) as net, self.precision.autocast():
             logits = net.decode(noise.to(self.device))
         return torch.sigmoid(logits.float())
+
+    def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        x = x.float().contiguous()
+        vae = self.plain_copies()["vae"]
+        opt = torch.optim.Adam(vae.parameters(), lr=self.cfg.lr)
+        beta = self.cfg.options.beta
+
+        def step() -> torch.Tensor:
+            # Negative ELBO: Σ BCE(x̂, x) + β KL(q(z|x) ‖ N(0, I)), per image (Kingma & Welling 2014).
+            logits, mu, logvar = vae(x)
+            recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+            kl = -0.5 * torch.sum(1 + logvar - mu.square() - logvar.exp()) / len(x)
+            opt.zero_grad()
+            loss = recon + beta * kl
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        return step
+
+    @staticmethod
+    def describe(o: VAEOptions) -> str:
+        return f"{o.arch}, latent {o.latent_dim}, width {o.base_width}" + (f", β {o.beta:g}" if o.beta != 1 else "")

@@ -8,24 +8,27 @@ preset when asked; (2) measure each run with the same protocol as `ganji fid`; (
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ganji.atomic import write_json_atomic, write_text_atomic
-from ganji.errors import GanjiError
 from ganji.metrics.protocol import Score, Track, _no_track, evaluate_run
 from ganji.report.figures import ModelPictures, neighbours_figure, progress_figure, samples_figure, training_figure
-from ganji.runs import Run, find_run, list_runs
-from ganji.train.checkpoint import load_checkpoint
-from ganji.train.config import TrainConfig
-from ganji.train.metrics_log import MetricsLog
+from ganji.recipes import config_from_json, spec
+from ganji.runs import Run, find_run, list_runs, read_run_config
+from ganji.runtime.checkpoint import load_checkpoint
+from ganji.runtime.config import TrainConfig
+from ganji.runtime.metrics_log import MetricsLog
 
-MODELS = ("vae", "gan", "ddpm")
+if TYPE_CHECKING:
+    from ganji.train.loop import TrainResult
+    from ganji.train.observer import TrainingObserver
+
 SAMPLE_COUNT = 36  # images per model in samples.png
 NEIGHBOURS = 6
 
@@ -59,15 +62,32 @@ class RunSummary:
 
 
 def describe_config(cfg: TrainConfig, size: int) -> str:
-    o = cfg.options
-    if cfg.model == "vae":
-        what = f"{o.arch}, latent {o.latent_dim}, width {o.base_width}" + (f", β {o.beta:g}" if o.beta != 1 else "")
-    elif cfg.model == "gan":
-        penalty = f" + gp {o.gp:g}" if o.gp > 0 and o.loss != "bce" else ""
-        what = f"{o.arch}, {o.loss}{penalty}, layers {'-'.join(map(str, o.layers))}, D ratio {o.disc_ratio}"
-    else:
-        what = f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, T={o.timesteps} {o.schedule}"
+    what = spec(cfg.model).recipe_class().describe(cfg.options)
     return f"{what}; {size} px, batch {cfg.batch_size}, {cfg.epochs} epochs"
+
+
+def train_missing(
+    home: Path, missing: list[str], preset: str, observer: Callable[[], TrainingObserver] | None = None,
+    on_result: Callable[[TrainResult], None] | None = None,
+) -> None:
+    """Stage 1: train each missing model with the preset (its dataset prepared first).
+
+    `observer` makes each training's progress display (None: quiet); `on_result` gets each result."""
+    from ganji.console import err_console
+    from ganji.data.prepare import build_kanji, report
+    from ganji.data.store import is_prepared
+    from ganji.report.presets import PRESETS, preset_dataset
+    from ganji.train.start import train
+
+    name, size = preset_dataset(preset)
+    if not is_prepared(home, name):
+        err_console.print(f"preparing dataset [bold]{name}[/] ({size} px) for the {preset} preset")
+        report(build_kanji(home, name=name, size=size, progress=observer is not None))
+    for model in missing:
+        err_console.print(f"training [bold]{model}[/] with the {preset} preset")
+        result = train(home, model, dict(PRESETS[preset][model]), run_name=preset, observer=observer() if observer else None)
+        if on_result is not None:
+            on_result(result)
 
 
 def missing_models(home: Path, runs: dict[str, str | None]) -> list[str]:
@@ -76,11 +96,8 @@ def missing_models(home: Path, runs: dict[str, str | None]) -> list[str]:
 
 def _training_facts(run: Run) -> dict[str, Any]:
     """Parameters, epochs, wall time, throughput and device of a run, from its own files."""
-    try:
-        saved = json.loads(run.config_path.read_text("utf-8"))
-        cfg = TrainConfig.from_json(saved["config"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise GanjiError(f"{run.config_path} is not a readable run config ({exc.__class__.__name__})") from None
+    saved = read_run_config(run)
+    cfg = config_from_json(saved["config"])
     meta = load_checkpoint(run.checkpoint_path).meta if run.checkpoint_path.is_file() else {}
     step = int(meta.get("step", 0))
     seconds = float(meta.get("train_seconds", 0.0))
@@ -101,31 +118,35 @@ def measure(
     extractor: Any,
     n: int,
     *,
-    sampler: str = "ddim",
-    steps: int | None = 50,
+    sampler: str | None = None,
+    steps: int | None = None,
     seed: int = 0,
     device: str = "auto",
     track: Track = _no_track,
 ) -> tuple[list[RunSummary], list[ModelPictures]]:
-    """Stage 2: the metrics and the pictures' material for every model that has a run."""
-    from ganji.sampling import generate, load_model
+    """Stage 2: the metrics and the pictures' material for every model that has a run.
+
+    Iterative models sample with `sampler` where they have it, else with their fast sampler; `steps` where it applies."""
+    from ganji.sampling import SampleRequest, generate, load_model
 
     rows: list[RunSummary] = []
     pictures: list[ModelPictures] = []
     for model, name in runs.items():
         run = find_run(home, model, name)
         extras: dict[str, Any] = {}
+        fast = spec(model).sampling.fast
         score = evaluate_run(
-            home, model, run.name, extractor, n, seed=seed, sampler=sampler, steps=steps if model == "ddpm" else None,
-            device=device, track=track, extras=extras,
+            home, model, run.name, extractor, n, seed=seed, sampler=sampler, steps=steps, device=device, track=track, extras=extras,
+            strict=False, fallback=fast,
         )
         facts = _training_facts(run)
         sample_s = float(score.details.get("sample_seconds", 0.0)) / n * 10_000
         rows.append(RunSummary(model=model, run=run.name, sample_10k_seconds=sample_s, score=score, **facts))
         # The same seed for every model's grid; neighbours of the first few samples.
         loaded = load_model(home, model, run.name, None, device)
-        kw = {"sampler": sampler, "steps": steps} if model == "ddpm" else {}
-        samples = generate(loaded, SAMPLE_COUNT, seed=seed, **kw)
+        request = SampleRequest.resolve(loaded.spec, loaded.recipe, SAMPLE_COUNT, seed=seed, sampler=sampler, steps=steps,
+                                        strict=False, fallback=fast)
+        samples = generate(loaded, request)
         feats = extras["features"][:NEIGHBOURS]
         train_feats = torch.from_numpy(np.ascontiguousarray(extras["training_features"]))
         nearest_rows = torch.cdist(torch.from_numpy(feats), train_feats).argmin(dim=1)
@@ -176,7 +197,7 @@ def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], sta
     ]
     for r in rows:
         s = r.score
-        sampler = f" ({s.details['sampler']}-{s.details['steps']})" if r.model == "ddpm" else ""
+        sampler = f" ({s.details['sampler']}-{s.details['steps']})" if "sampler" in s.details else ""
         lines.append(
             f"| {r.model} | {r.config} | {r.parameters:,} | {r.epochs:.3g} | {r.train_seconds / 60:.1f} min | {r.images_per_s:,.1f} | "
             f"{r.sample_10k_seconds:,.1f} s{sampler} | {s.fid:.3f} | {s.kid:.3f} ± {s.kid_std:.3f} | {s.precision:.3f} | {s.recall:.3f} | "

@@ -1,7 +1,7 @@
 """`ganji train ... --nproc N`: start N training processes on this machine, as torchrun would.
 
 Each process runs `python -m ganji train ...` with torchrun's environment (RANK, WORLD_SIZE,
-LOCAL_RANK, ...); ganji.train.distributed takes it from there. Errors that every process would hit
+LOCAL_RANK, ...); ganji.runtime.distributed takes it from there. Errors that every process would hit
 alike (no GPU, too few GPUs) are checked here first, so that they are printed once.
 """
 
@@ -15,7 +15,7 @@ import uuid
 import torch
 
 from ganji.errors import GanjiError
-from ganji.train.device import resolve_device
+from ganji.runtime.device import resolve_device
 
 
 def check_devices_for(nproc: int, device: str) -> None:

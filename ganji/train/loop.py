@@ -1,24 +1,29 @@
 """The training loop: one for every model; the model's recipe owns its loss and step.
 
-Stages of `train()`:
-  1. the run: a new folder with config.json, or an existing one to resume;
-  2. the data: the prepared uint8 tensor moved to the device once; per epoch a permutation drawn
-     from a generator seeded by (seed, epoch), so any step of any epoch can be resumed exactly;
-  3. the recipe: networks, optimisers, schedulers, EMA; restored from the checkpoint on resume;
-  4. the steps: losses stay on the device and are read every `log_every` steps (one host sync);
-     sample grids from fixed noise every `sample_every` epochs; checkpoints every
-     `checkpoint_every` epochs; stops at the end, at `max_steps`, at the time budget, on Ctrl-C
-     (checkpoint first) or on a non-finite loss (no checkpoint: the last good one stays);
-  5. the end: a final checkpoint and grid, and a summary.
+`ganji.train.start.train` sets a run up (a new folder, or checks before resuming one) and hands
+this loop a run, its config and its dataset. Stages of `TrainLoop`:
+  1. set-up (`__init__`): device and precision; the prepared uint8 images moved to the device once;
+     the recipe (networks, optimisers, schedulers, EMA), restored from the checkpoint on resume;
+  2. the steps (`run`), each in named stages:
+       next_batch   the epoch's permutation, drawn from a generator seeded by (seed, epoch), so any
+                    step of any epoch can be resumed exactly; this step's slice of it, normalised
+       train_step   the recipe's step, then its schedulers and EMA
+       log          every `log_every` steps: losses read from the device (the one host sync),
+                    appended to metrics.jsonl, shown by the observer
+       end_of_epoch sample grids from fixed noise every `sample_every` epochs, FID every
+                    `eval_every`, checkpoints every `checkpoint_every`
+       should_stop  the end, `max_steps`, the time budget, Ctrl-C (checkpoint first), or a
+                    non-finite loss (no checkpoint: the last good one stays)
+  3. the end: a final checkpoint and grid, and a TrainResult.
 
-Several processes (torchrun, or `ganji train --nproc N`; see ganji.train.distributed): every rank
+Several processes (torchrun, or `ganji train --nproc N`; see ganji.runtime.distributed): every rank
 runs this loop in lockstep on its share of each global batch (`--batch-size` is the global batch);
-rank 0 alone creates the run, writes config, checkpoints, metrics and grids, evaluates and draws
-progress; logged losses are averaged over ranks; stop requests and the time budget are agreed on
-every step, so all ranks stop at the same step. A checkpoint holds nothing rank-specific: weights,
-EMA, optimiser and scheduler states are the same on every rank, and so is the RNG state (per-sample
-noise is drawn for the global batch on every rank; rank 0's state is given to all after its
-grids and evaluations), so a run resumes exactly under any number of processes.
+rank 0 alone writes config, checkpoints, metrics and grids, evaluates and reports progress; logged
+losses are averaged over ranks; stop decisions are agreed on every step, so all ranks stop at the
+same step. A checkpoint holds nothing rank-specific: weights, EMA, optimiser and scheduler states
+are the same on every rank, and so is the RNG state (per-sample noise is drawn for the global batch
+on every rank; rank 0's state is given to all after its grids and evaluations), so a run resumes
+exactly under any number of processes.
 
 Units: a step is one batch of real images (for the GAN its D steps plus one G step); epochs count
 whole passes over the dataset (the last partial batch is dropped, so shapes are static); times are
@@ -31,34 +36,45 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ganji import __version__
 from ganji.atomic import write_json_atomic
-from ganji.console import err_console
 from ganji.data.store import Dataset
 from ganji.errors import GanjiError
 from ganji.images import make_grid, save_png, to_uint8
-from ganji.recipes import recipe_class
+from ganji.recipes import spec
 from ganji.recipes.base import Recipe
-from ganji.runs import Run, discard_unstarted_run, remove_stale_temporaries
-from ganji.train import distributed
-from ganji.train.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
-from ganji.train.config import TrainConfig
-from ganji.train.device import Precision, choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
-from ganji.train.distributed import SINGLE, ReportedOnMain, World, local_device, per_rank_batch, rank_indices
-from ganji.train.metrics_log import MetricsLog
+from ganji.runs import Run, remove_stale_temporaries
+from ganji.runtime.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
+from ganji.runtime.config import TrainConfig
+from ganji.runtime.device import Precision, choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
+from ganji.runtime.distributed import SINGLE, ReportedOnMain, World, local_device, per_rank_batch, rank_indices
+from ganji.runtime.metrics_log import MetricsLog
+from ganji.train.observer import TrainingObserver
 
-# How the DDPM's progress grids are drawn: DDIM with few steps, so that a grid costs seconds, not the
-# minutes of the full 1024-step sampler (`ganji sample` gives the full one).
-PREVIEW_SAMPLER = {"sampler": "ddim", "steps": 20}
+# Progress grids of an iterative model use its fast sampler with this many steps, so that a grid
+# costs seconds, not the minutes of a full 1024-step sampler (`ganji sample` gives the full one).
+PREVIEW_STEPS = 20
+
+
+class StopReason(str, Enum):
+    """Why training stopped (a str, so that it prints and compares as its value)."""
+
+    FINISHED = "finished"  # every planned epoch
+    MAX_STEPS = "max-steps"
+    TIME_BUDGET = "time-budget"
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM, after a checkpoint
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -67,7 +83,7 @@ class TrainResult:
     step: int
     total_steps: int
     epoch: float
-    reason: str  # finished | max-steps | time-budget | interrupted
+    reason: StopReason
     train_seconds: float
     images_per_second: float
     losses: dict[str, float]
@@ -99,10 +115,57 @@ def build_recipe(
     steps_per_epoch = dataset_size // cfg.batch_size
     if steps_per_epoch == 0:
         raise GanjiError(f"--batch-size {cfg.batch_size} is larger than the dataset ({dataset_size} images): use a smaller batch")
-    per_rank_batch(cfg.batch_size, world.size)
     total = steps_per_epoch * cfg.epochs
-    recipe = recipe_class(cfg.model)(cfg, image_size, channels, total, precision, world)
+    recipe = spec(cfg.model).recipe_class()(cfg, image_size, channels, total, precision, world)
     return recipe, steps_per_epoch, total
+
+
+class Meter:
+    """Losses summed on the device between host syncs, and the throughput and training time.
+
+    Adding a step's losses costs no host sync; `read` does one (and averages over ranks). Time spent
+    in grids, evaluations and checkpoints is excluded (`paused`): it is not training time.
+    """
+
+    def __init__(self, world: World, global_batch: int, train_seconds: float) -> None:
+        self.world = world
+        self.global_batch = global_batch
+        self.train_seconds = train_seconds
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.since = time.perf_counter()
+        self.images_per_s = 0.0
+        self.last: dict[str, float] = {}
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.steps += 1
+
+    def read(self) -> dict[str, float] | None:
+        """The mean losses since the last read (None if no step since); NonFiniteLoss if any is not finite."""
+        if self.steps == 0:
+            return None
+        means = self.world.mean_values({k: v / self.steps for k, v in self.sums.items()})  # over ranks
+        values = {k: v.item() for k, v in means.items()}  # the host sync
+        now = time.perf_counter()
+        self.train_seconds += now - self.since
+        # The global batch: the whole job's rate.
+        self.images_per_s = self.steps * self.global_batch / max(now - self.since, 1e-9)
+        if not all(math.isfinite(v) for v in values.values()):
+            raise NonFiniteLoss(", ".join(f"{k}={v}" for k, v in values.items()))
+        self.last = values
+        self.sums, self.steps = {}, 0
+        self.since = time.perf_counter()
+        return values
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.since += time.perf_counter() - start
 
 
 class TrainLoop:
@@ -112,19 +175,21 @@ class TrainLoop:
         cfg: TrainConfig,
         dataset: Dataset,
         resume: bool,
-        show_progress: bool = True,
+        observer: TrainingObserver | None = None,
         home: Path | None = None,
         world: World = SINGLE,
     ) -> None:
         self.run = run
         self.cfg = cfg
         self.world = world
-        self.main = world.is_main  # rank 0: the only process that writes files and draws progress
-        self.show_progress = show_progress and self.main
+        self.main = world.is_main  # rank 0: the only process that writes files and reports progress
+        self.observer = observer if observer is not None and self.main else TrainingObserver()
+        self.model = spec(cfg.model)
         self.device = local_device(resolve_device(cfg.device), world)
-        self.precision = choose_precision(cfg.model, self.device, cfg.precision, cfg.compile, cfg.compile_mode)
+        self.precision = choose_precision(self.model.bf16, self.device, cfg.precision, cfg.compile, cfg.compile_mode)
         self.images = dataset.images.to(self.device)  # stays uint8: 4x less memory than float
         self.n_images = len(dataset)
+        self.rank_batch = per_rank_batch(cfg.batch_size, world.size)  # this process's share of every global batch
 
         if not resume:
             torch.manual_seed(cfg.seed)  # weights initialisation and every random draw of the steps
@@ -133,9 +198,8 @@ class TrainLoop:
         )
         self.stop_step = min(self.total_steps, cfg.max_steps) if cfg.max_steps else self.total_steps
         self.step = 0
-        self.train_seconds = 0.0
+        train_seconds = 0.0
         self.metrics = MetricsLog(run.metrics_path)
-        self._bar: Progress | None = None
         self.best: dict[str, float] = {}  # {"fid": ..., "step": ...} of best.safetensors
         self.evaluator = None
         if self.main:
@@ -144,17 +208,20 @@ class TrainLoop:
             from ganji.metrics.during_training import TrainingEvaluator
 
             # The run folder is <home>/runs/<model>/<run>: the feature cache lives in that home.
-            self.evaluator = TrainingEvaluator(home or run.path.parents[2], dataset, cfg.model, cfg.eval_n, cfg.eval_features, self.device)
+            self.evaluator = TrainingEvaluator(home or run.path.parents[2], dataset, self.model, cfg.eval_n, cfg.eval_features, self.device)
         if resume:
-            self._restore()
+            train_seconds = self._restore()
         elif self.main:
             self._write_config(dataset)
             self.metrics.truncate_after(0)
+        self.meter = Meter(world, cfg.batch_size, train_seconds)
         # Fixed noise for the progress grids: drawn on the CPU from the seed, identical on every device.
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.fixed_noise = self.recipe.make_noise(cfg.grid_n, gen).to(self.device)
+        self._perm: torch.Tensor | None = None
+        self.grids: list[Path] = []
 
-    # -- 1. run folder ---------------------------------------------------------------------------
+    # -- 1. set-up: the run folder -----------------------------------------------------------------
     def _write_config(self, dataset: Dataset) -> None:
         write_json_atomic(
             self.run.config_path,
@@ -181,7 +248,8 @@ class TrainLoop:
             },
         )
 
-    def _restore(self) -> None:
+    def _restore(self) -> float:
+        """Weights, optimisers, schedulers, RNG and progress from the checkpoint; returns the training seconds so far."""
         if not self.main and not self.run.checkpoint_path.is_file():
             raise GanjiError(
                 f"process {self.world.rank} cannot read {self.run.checkpoint_path}: with several machines, the ganji home "
@@ -196,19 +264,20 @@ class TrainLoop:
         try:
             self.recipe.load_state(ckpt, meta.get("schedulers", {}))
             self.step = int(meta["step"])
-            self.train_seconds = float(meta.get("train_seconds", 0.0))
+            train_seconds = float(meta.get("train_seconds", 0.0))
             self.best = dict(meta.get("best") or {})
             # Every rank gets the checkpoint's (rank 0's) RNG state: the states of all ranks are the same
-            # during training (see ganji.train.distributed), whatever number of processes wrote it.
+            # during training (see ganji.runtime.distributed), whatever number of processes wrote it.
             torch.set_rng_state(ckpt.rng["cpu"])
             if self.device.type == "cuda" and "cuda" in ckpt.rng:
                 torch.cuda.set_rng_state(ckpt.rng["cuda"], self.device)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # an edited or foreign checkpoint
+        except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:  # an edited or foreign checkpoint
             raise GanjiError(f"checkpoint {self.run.checkpoint_path} cannot be resumed: its progress or RNG state is damaged ({exc!r})") from None
         if self.main:
             self.metrics.truncate_after(self.step)
+        return train_seconds
 
-    # -- checkpoints and grids -------------------------------------------------------------------
+    # -- checkpoints, grids, evaluations -------------------------------------------------------------
     def save_checkpoint(self, path: Path | None = None) -> None:
         """Weights, EMA, optimisers, schedulers, RNG and progress in one atomic file (rank 0 only)."""
         if not self.main:
@@ -223,7 +292,7 @@ class TrainLoop:
             "channels": self.recipe.channels,
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
-            "train_seconds": self.train_seconds,
+            "train_seconds": self.meter.train_seconds,
             "schedulers": schedulers,
             "config": self.cfg.to_json(),
             "data_range": list(self.recipe.data_range),
@@ -233,15 +302,11 @@ class TrainLoop:
         save_checkpoint(path or self.run.checkpoint_path, CheckpointData(nets=nets, emas=emas, optimizers=optimizers, rng=rng, meta=meta))
 
     def save_grid(self) -> Path:
-        extra: dict[str, Any] = dict(PREVIEW_SAMPLER) if self.cfg.model == "ddpm" else {}
-        bar, task = self._bar, None
-        if bar is not None and extra:
-            # A grid costs minutes on a CPU for the full U-Net: show it advancing.
-            task = bar.add_task("sample grid", total=extra["steps"], stats="")
-            extra["on_step"] = lambda _: bar.advance(task)
-        images = self.recipe.generate(self.fixed_noise, **extra)
-        if task is not None:
-            bar.remove_task(task)
+        choice = self.recipe.fast_sampler(PREVIEW_STEPS)
+        calls = self.recipe.model_calls(choice)
+        # An iterative model's grid costs minutes on a CPU at full size: show it advancing.
+        with self.observer.side_task("sample grid", calls) if calls > 1 else _no_side_task() as advance:
+            images = self.recipe.generate(self.fixed_noise, sampler=choice, on_step=lambda _i: advance(1))
         low, high = self.recipe.data_range
         path = self.run.samples_dir / f"step-{self.step:08d}.png"
         save_png(path, make_grid(to_uint8(images, low, high)))
@@ -250,114 +315,107 @@ class TrainLoop:
     def evaluate(self) -> dict[str, float]:
         """FID & co. of the current EMA generator; a new lowest FID also writes best.safetensors."""
         assert self.evaluator is not None
-        bar, task = self._bar, None
-        if bar is not None:
-            task = bar.add_task(f"evaluating ({self.cfg.eval_n} samples)", total=None, stats="")
-        scores = self.evaluator.score(self.recipe, self.step)
-        if task is not None:
-            bar.remove_task(task)
-        self.metrics.append({"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "eval": {**scores, "n": self.cfg.eval_n, **self.evaluator.sampler()}})
+        with self.observer.side_task(f"evaluating ({self.cfg.eval_n} samples)"):
+            scores = self.evaluator.score(self.recipe, self.step)
+        self.metrics.append({"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
+                             "eval": {**scores, "n": self.cfg.eval_n, **self.evaluator.sampler_fields(self.recipe)}})
         if not self.best or scores["fid"] < self.best["fid"]:
             self.best = {"fid": scores["fid"], "step": self.step}
             self.save_checkpoint(self.run.best_checkpoint_path)
         return scores
 
-    # -- 4. the steps ----------------------------------------------------------------------------
+    # -- 2. the steps ----------------------------------------------------------------------------------
+    def next_batch(self) -> torch.Tensor:
+        """This rank's slice of the step's global batch, normalised, on the device."""
+        epoch, i = divmod(self.step, self.steps_per_epoch)
+        if self._perm is None or i == 0:
+            self._perm = epoch_permutation(self.cfg.seed, epoch, self.n_images).to(self.device)
+            self.recipe.set_epoch(epoch)
+        rows = rank_indices(self._perm, i, self.cfg.batch_size, self.world.rank, self.rank_batch)
+        return normalise(self.images[rows], self.recipe.data_range, self.precision)
+
+    def train_step(self, x: torch.Tensor) -> None:
+        self.precision.begin_step()
+        losses = self.recipe.train_step(x)
+        self.recipe.after_step(self.step)
+        self.step += 1
+        self.meter.add(losses)
+
+    def log(self) -> None:
+        """Read the losses (one host sync), append them to metrics.jsonl, show them."""
+        values = self.meter.read()
+        if values is None:
+            return
+        if self.main:
+            self.metrics.append(
+                {
+                    "step": self.step,
+                    "epoch": round(self.step / self.steps_per_epoch, 4),
+                    **{k: round(v, 6) for k, v in values.items()},
+                    "lr": {name: opt.param_groups[0]["lr"] for name, opt in self.recipe.optimizers.items()},
+                    "img_per_s": round(self.meter.images_per_s, 2),
+                    "train_s": round(self.meter.train_seconds, 3),
+                    "peak_mem_mb": round(peak_memory_mb(self.device), 1),
+                }
+            )
+        self.observer.report(self.describe(), self.meter.last, self.meter.images_per_s)
+
+    def end_of_epoch(self) -> None:
+        """Grids, evaluation and checkpoint when due (none of it counts as training time)."""
+        cfg, done = self.cfg, self.step // self.steps_per_epoch
+        with self.meter.paused():
+            grid_due = bool(cfg.sample_every) and done % cfg.sample_every == 0
+            eval_due = bool(cfg.eval_every) and done % cfg.eval_every == 0
+            if grid_due and self.main:
+                self.grids.append(self.save_grid())
+            if eval_due and self.evaluator is not None:
+                fid = self.evaluate()["fid"]
+                self.meter.last = {**self.meter.last, "fid": fid}
+                self.observer.report(self.describe(), self.meter.last, self.meter.images_per_s)
+            if done % cfg.checkpoint_every == 0 and self.step < self.stop_step:
+                self.save_checkpoint()
+            if grid_due or eval_due:
+                self.world.sync_rng(self.device)  # the others wait here for rank 0's grid and FID
+
+    def should_stop(self, stop_requested: Callable[[], bool], deadline: float | None) -> StopReason | None:
+        """Before the planned end: a stop request or the time budget, decided alike on every rank."""
+        # 0: go on, 1: time budget spent, 2: stop requested; the largest over the ranks wins.
+        vote = 2 if stop_requested() else 1 if deadline is not None and time.monotonic() >= deadline else 0
+        return {0: None, 1: StopReason.TIME_BUDGET, 2: StopReason.INTERRUPTED}[self.world.max(vote)]
+
     def run_steps(self) -> TrainResult:
-        cfg, recipe, world = self.cfg, self.recipe, self.world
-        B, spe = cfg.batch_size, self.steps_per_epoch
-        grids: list[Path] = []
-        sums: dict[str, torch.Tensor] = {}
-        last: dict[str, float] = {}
-        logged_steps, since = 0, time.perf_counter()
-        rate = 0.0
-        reason = "finished" if self.stop_step == self.total_steps else "max-steps"
-        perm: torch.Tensor | None = None
-        start = time.monotonic()
-        budget_s = cfg.time_budget * 60.0
-
-        def flush() -> None:
-            nonlocal sums, logged_steps, since, rate, last
-            if logged_steps == 0:
-                return
-            means = world.mean_values({k: v / logged_steps for k, v in sums.items()})  # over ranks
-            values = {k: v.item() for k, v in means.items()}  # the host sync
-            now = time.perf_counter()
-            self.train_seconds += now - since
-            rate = logged_steps * B / max(now - since, 1e-9)  # B is the global batch: the whole job's rate
-            if not all(math.isfinite(v) for v in values.values()):
-                raise NonFiniteLoss(", ".join(f"{k}={v}" for k, v in values.items()))
-            last = values
-            if self.main:
-                self.metrics.append(
-                    {
-                        "step": self.step,
-                        "epoch": round(self.step / spe, 4),
-                        **{k: round(v, 6) for k, v in values.items()},
-                        "lr": {name: opt.param_groups[0]["lr"] for name, opt in recipe.optimizers.items()},
-                        "img_per_s": round(rate, 2),
-                        "train_s": round(self.train_seconds, 3),
-                        "peak_mem_mb": round(peak_memory_mb(self.device), 1),
-                    }
-                )
-            sums, logged_steps = {}, 0
-            since = time.perf_counter()
-
-        with _stop_on_signals() as stop_requested, self._progress() as progress:
-            self._bar = progress
-            task = progress.add_task(self._describe(), total=self.stop_step, completed=self.step, stats="")
-            try:
+        spe = self.steps_per_epoch
+        reason = StopReason.FINISHED if self.stop_step == self.total_steps else StopReason.MAX_STEPS
+        deadline = time.monotonic() + self.cfg.time_budget * 60.0 if self.cfg.time_budget else None
+        self.observer.start(self.describe(), self.stop_step, self.step)
+        self.meter.since = time.perf_counter()  # set-up is not training time
+        try:
+            with _stop_on_signals(self.observer) as stop_requested:
                 while self.step < self.stop_step:
-                    epoch, i = divmod(self.step, spe)
-                    if perm is None or i == 0:
-                        perm = epoch_permutation(cfg.seed, epoch, self.n_images).to(self.device)
-                        recipe.set_epoch(epoch)
-                    x = normalise(self.images[rank_indices(perm, i, B, world.rank, world.size)], recipe.data_range, self.precision)
-                    self.precision.begin_step()
-                    losses = recipe.train_step(x)
-                    recipe.after_step(self.step)
-                    self.step += 1
-                    logged_steps += 1
-                    for k, v in losses.items():
-                        sums[k] = sums[k] + v if k in sums else v.clone()
+                    self.train_step(self.next_batch())
                     end_of_epoch = self.step % spe == 0
-                    if self.step % cfg.log_every == 0 or end_of_epoch or self.step == self.stop_step:
-                        flush()
-                        progress.update(task, description=self._describe(), stats=_stats(last, rate))
-                    progress.update(task, completed=self.step)
+                    if self.step % self.cfg.log_every == 0 or end_of_epoch or self.step == self.stop_step:
+                        self.log()
+                    self.observer.advance(self.step)
                     if end_of_epoch:
-                        done = self.step // spe
-                        since_pause = time.perf_counter()
-                        grid_due = bool(cfg.sample_every) and done % cfg.sample_every == 0
-                        eval_due = bool(cfg.eval_every) and done % cfg.eval_every == 0
-                        if grid_due and self.main:
-                            grids.append(self.save_grid())
-                        if eval_due and self.evaluator is not None:
-                            last = {**last, "fid": self.evaluate()["fid"]}
-                        if done % cfg.checkpoint_every == 0 and self.step < self.stop_step:
-                            self.save_checkpoint()
-                        if grid_due or eval_due:
-                            world.sync_rng(self.device)  # the others wait here for rank 0's grid and FID
-                        since += time.perf_counter() - since_pause  # grids and checkpoints are not training time
-                    # 0: go on, 1: time budget spent, 2: stop requested; the same decision on every rank.
-                    stop = world.max(2 if stop_requested() else 1 if budget_s and time.monotonic() - start >= budget_s else 0)
-                    if stop == 2:
-                        reason = "interrupted"
+                        self.end_of_epoch()
+                    stop = self.should_stop(stop_requested, deadline)
+                    if stop is not None:
+                        reason = stop
                         break
-                    if stop == 1:
-                        reason = "time-budget"
-                        break
-                flush()
-            except NonFiniteLoss as exc:
-                # Every rank sees the same averaged losses and stops here; rank 0 says so.
-                raise (GanjiError if self.main else ReportedOnMain)(
-                    f"training stopped at step {self.step}: the loss is not finite ({exc}); the last good checkpoint "
-                    f"is kept in {self.run.path}. Try a lower --lr or --precision fp32"
-                ) from None
-            # 5. the end: a final checkpoint and grid unless the last epoch boundary just wrote them
-            self.save_checkpoint()
-            if cfg.sample_every and self.main and not (grids and grids[-1].name == f"step-{self.step:08d}.png"):
-                grids.append(self.save_grid())
+                self.log()
+                # 3. the end: a final checkpoint and grid unless the last epoch boundary just wrote them
+                self.save_checkpoint()
+                if self.cfg.sample_every and self.main and not (self.grids and self.grids[-1].name == f"step-{self.step:08d}.png"):
+                    self.grids.append(self.save_grid())
+        except NonFiniteLoss as exc:
+            # Every rank sees the same averaged losses and stops here; rank 0 says so.
+            raise (GanjiError if self.main else ReportedOnMain)(
+                f"training stopped at step {self.step}: the loss is not finite ({exc}); the last good checkpoint "
+                f"is kept in {self.run.path}. Try a lower --lr or --precision fp32"
+            ) from None
+        finally:
+            self.observer.stop()
         synchronize(self.device)
         return TrainResult(
             run=self.run,
@@ -365,42 +423,25 @@ class TrainLoop:
             total_steps=self.total_steps,
             epoch=self.step / spe,
             reason=reason,
-            train_seconds=self.train_seconds,
-            images_per_second=rate,
-            losses=last,
-            grids=grids,
+            train_seconds=self.meter.train_seconds,
+            images_per_second=self.meter.images_per_s,
+            losses=self.meter.last,
+            grids=self.grids,
             best=self.best,
         )
 
-    def _describe(self) -> str:
+    def describe(self) -> str:
         epoch = min(self.step // self.steps_per_epoch + 1, self.cfg.epochs)
         return f"{self.cfg.model} epoch {epoch}/{self.cfg.epochs}"
 
-    @contextmanager
-    def _progress(self) -> Iterator[Progress]:
-        progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=err_console,
-            disable=not self.show_progress,
-        )
-        with progress:
-            yield progress
 
-
-def _stats(losses: dict[str, float], rate: float) -> str:
-    parts = [f"{k} {v:.4g}" for k, v in losses.items() if k != "d_steps"]
-    return "  ".join(parts + [f"{rate:,.1f} img/s"])
+@contextmanager
+def _no_side_task() -> Iterator[Callable[[int], None]]:
+    yield lambda _k: None
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[Any]:
+def _stop_on_signals(observer: TrainingObserver) -> Iterator[Callable[[], bool]]:
     """Ctrl-C (and SIGTERM) ask the loop to stop after the current step and save a checkpoint.
 
     A second Ctrl-C interrupts at once (the previous checkpoint stays valid: writes are atomic).
@@ -414,7 +455,7 @@ def _stop_on_signals() -> Iterator[Any]:
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-        err_console.print("[yellow]stopping after this step and saving a checkpoint (Ctrl-C again to abort)[/]")
+        observer.note("[yellow]stopping after this step and saving a checkpoint (Ctrl-C again to abort)[/]")
 
     old_int = signal.signal(signal.SIGINT, handler)
     old_term = signal.signal(signal.SIGTERM, handler)
@@ -423,148 +464,3 @@ def _stop_on_signals() -> Iterator[Any]:
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-
-
-def summary_table(result: TrainResult) -> Table:
-    table = Table(title=f"{result.run.model} run {result.run.name}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("stopped", result.reason)
-    table.add_row("steps", f"{result.step:,} / {result.total_steps:,} (epoch {result.epoch:.2f})")
-    table.add_row("training time", f"{result.train_seconds:,.1f} s")
-    table.add_row("throughput", f"{result.images_per_second:,.1f} img/s")
-    for k, v in result.losses.items():
-        table.add_row(k, f"{v:.5g}")
-    table.add_row("folder", str(result.run.path))
-    if result.grids:
-        table.add_row("latest grid", str(result.grids[-1]))
-    if result.best:
-        table.add_row("best FID", f"{result.best['fid']:.4g} at step {int(result.best['step']):,} (best.safetensors)")
-    return table
-
-
-# Options that may change when a run is resumed; the rest define the run (changing the epochs would
-# change the learning-rate schedule planned at the start, so it makes a new run instead).
-RESUME_OVERRIDES = frozenset(
-    {"max_steps", "time_budget", "device", "precision", "compile", "compile_mode", "sample_every", "checkpoint_every", "log_every",
-     "eval_every", "eval_n", "eval_features"}
-)
-
-
-def train(
-    home: Path,
-    model: str,
-    given: dict[str, Any],
-    run_name: str | None = None,
-    resume: bool = False,
-    show_progress: bool = True,
-) -> TrainResult:
-    """Start (or resume) a run of `model` with the options the user gave, and train it.
-
-    `given` holds only the options given on the command line: top-level TrainConfig fields, and
-    the model's own options under the key "options" (a dict). Under torchrun (WORLD_SIZE > 1)
-    every process calls this: the process group lives for the duration of the call.
-    """
-    world = distributed.setup()
-    finished = False
-    try:
-        result = _train(world, home, model, given, run_name, resume, show_progress)
-        finished = True
-        return result
-    finally:
-        distributed.teardown(world, wait=finished)
-
-
-def _train(world: World, home: Path, model: str, given: dict[str, Any], run_name: str | None, resume: bool, show_progress: bool) -> TrainResult:
-    from ganji.data.prepare import ensure_dataset
-    from ganji.data.store import load_dataset
-    from ganji.home import runs_dir
-    from ganji.runs import create_run, find_run
-    from ganji.train.config import OPTIONS_TYPES
-
-    given = {k: v for k, v in given.items() if v is not None}
-    model_opts = {k: v for k, v in (given.pop("options", None) or {}).items() if v is not None}
-
-    def plan() -> tuple[Run, TrainConfig, dict[str, Any], bool]:
-        """Rank 0: the run (found or created), its config, its saved config.json, whether it has a checkpoint."""
-        saved: dict[str, Any] = {}
-        if resume:
-            run = find_run(home, model, run_name)
-            saved = _read_run_config(run)
-            cfg = TrainConfig.from_json(saved["config"])
-            fixed = sorted(k for k in given if k not in RESUME_OVERRIDES and given[k] != getattr(cfg, k))
-            fixed += sorted(k for k, v in model_opts.items() if v != getattr(cfg.options, k))
-            if fixed:
-                names = ", ".join("--" + k.replace("_", "-") for k in fixed)
-                raise GanjiError(f"{names} cannot change when resuming run {model}/{run.name}; start a new run instead")
-            for k, v in given.items():
-                setattr(cfg, k, v)
-            cfg.validate()
-            per_rank_batch(cfg.batch_size, world.size)
-            has_checkpoint = run.checkpoint_path.is_file()
-            if not has_checkpoint:
-                # Stopped (or killed) before its first checkpoint: nothing to lose, start it over.
-                err_console.print(f"run {model}/{run.name} has no checkpoint yet: training it from step 0")
-        else:
-            cfg = TrainConfig(model=model, **given, options=OPTIONS_TYPES[model](**model_opts))
-            per_rank_batch(cfg.batch_size, world.size)
-            ensure_dataset(home, cfg.dataset)
-            run = create_run(home, model, run_name)
-            has_checkpoint = False
-        return run, cfg, saved, has_checkpoint
-
-    # Rank 0 decides (a new run's name is a timestamp); every rank gets the same run and config.
-    run, cfg, saved, has_checkpoint = world.on_main(
-        plan,
-        encode=lambda r: {"run": [r[0].model, r[0].name, str(r[0].path)], "config": r[1].to_json(), "saved": r[2], "checkpoint": r[3]},
-        # The other ranks find the run under their own home (the same folder when it is shared).
-        decode=lambda d: (Run(model, d["run"][1], runs_dir(home) / model / d["run"][1]), TrainConfig.from_json(d["config"]), d["saved"], d["checkpoint"]),
-    )
-    try:
-        if world.distributed:
-            if not resume and world.local_rank == 0 and not world.is_main:
-                ensure_dataset(home, cfg.dataset)  # each machine's first process prepares its copy if missing
-            world.barrier()
-        dataset = load_dataset(home, cfg.dataset)
-        if resume:
-            started_on = (saved.get("dataset") or {}).get("images_sha256")
-            if started_on and started_on != dataset.manifest.get("images_sha256"):
-                raise _error(
-                    world,
-                    f"dataset {cfg.dataset!r} has changed since run {model}/{run.name} started (its sha256 differs): "
-                    "resuming would train on other images; start a new run instead",
-                )
-        if world.distributed:
-            hashes = world.gather_json(dataset.manifest.get("images_sha256"))
-            if len(set(hashes)) > 1:
-                by_rank = ", ".join(str(h)[:12] for h in hashes)
-                raise _error(world, f"the processes see different {cfg.dataset!r} datasets (sha256 by rank: {by_rank}): give every machine the same copy")
-        loop = TrainLoop(run, cfg, dataset, resume=has_checkpoint, show_progress=show_progress, home=home, world=world)
-    except GanjiError:
-        if not resume and world.is_main:
-            discard_unstarted_run(run)  # a new run that failed before its first step leaves no folder behind
-        raise
-    if has_checkpoint and loop.step >= loop.stop_step:
-        raise _error(
-            world,
-            f"run {model}/{run.name} is already at step {loop.step} of {loop.stop_step}: nothing to resume "
-            "(raise --max-steps, or start a new run)",
-        )
-    return loop.run_steps()
-
-
-def _error(world: World, message: str) -> GanjiError:
-    """An error every rank runs into alike: rank 0 reports it, the others exit quietly."""
-    return GanjiError(message) if world.is_main else ReportedOnMain(message)
-
-
-def _read_run_config(run: Run) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(run.config_path.read_text("utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-            raise ValueError("no 'config' object")
-        return data
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GanjiError(f"{run.config_path} is not a valid run config ({exc})") from None

@@ -9,11 +9,6 @@ import torch
 
 from ganji.errors import GanjiError
 
-# bf16 autocast on CUDA for the VAE and DDPM (the paper trained both in bf16); the GAN stays fp32
-# because bf16 stopped it converging (experiment log, exps 4-7). The CPU always runs fp32: bf16 is
-# emulated there and far slower.
-BF16_BY_DEFAULT = {"vae": True, "gan": False, "ddpm": True}
-
 
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is a clear error."""
@@ -36,7 +31,7 @@ class Precision:
     bf16: bool
     channels_last: bool
     compile: bool
-    compile_mode: str = "default"  # one of ganji.train.config.COMPILE_MODES (TrainConfig checks it); used only when `compile`
+    compile_mode: str = "default"  # one of ganji.runtime.config.COMPILE_MODES (TrainConfig checks it); used only when `compile`
     # cuDNN tries its convolution algorithms on the first call of each shape and keeps the fastest;
     # the shapes of a run never change, so this costs seconds once (EDM's training does the same).
     cudnn_benchmark: bool = False
@@ -66,7 +61,7 @@ class Precision:
 
 
 def choose_precision(
-    model: str,
+    bf16_default: bool,
     device: torch.device,
     precision: str = "auto",
     compile: bool = True,
@@ -74,11 +69,13 @@ def choose_precision(
     cudnn_benchmark: bool = True,
     channels_last: bool = True,
 ) -> Precision:
-    """The policy for `model` on `device`; `precision` overrides bf16 (fp32 | bf16). The last three
-    switch off parts of the CUDA policy, for `ganji bench train` to measure what each one buys."""
+    """The policy for a model on `device`. `bf16_default`: whether the model trains under bf16 autocast
+    on CUDA (its ModelSpec.bf16); the CPU always runs fp32 (bf16 is emulated there and far slower).
+    `precision` overrides it (fp32 | bf16). The last three switch off parts of the CUDA policy, for
+    `ganji bench train` to measure what each one buys."""
     cuda = device.type == "cuda"
     if precision == "auto":
-        bf16 = cuda and BF16_BY_DEFAULT[model]
+        bf16 = cuda and bf16_default
     elif precision == "bf16":
         bf16 = True
     elif precision == "fp32":

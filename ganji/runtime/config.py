@@ -1,11 +1,14 @@
-"""Training configuration: one dataclass per model with the paper's final settings as defaults.
+"""A training run's configuration, saved as its config.json and in every checkpoint.
 
-Sources: the GANji study (REFERENCE.md, "VAE", "GAN", "DDPM") and its experiment log.
+The fields every model shares live here; each model's own options (and its paper defaults for the
+batch size, learning rate and EMA) come from the model registry, ganji.recipes.registry: build a
+config with `spec(model).config(...)` and read one back with `config_from_json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,50 +19,6 @@ from ganji.errors import GanjiError
 # by FLOPs). Nothing is compiled on the CPU.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
-MODELS = ("vae", "gan", "ddpm")
-
-
-@dataclass
-class VAEOptions:
-    """ResNet VAE, latent 256; summed BCE-with-logits + KL (beta 1); Adam 1e-3, one-cycle LR."""
-
-    latent_dim: int = 256
-    arch: str = "resnet"  # resnet | conv
-    beta: float = 1.0
-    base_width: int = 64
-
-
-@dataclass
-class GANOptions:
-    """ResNet GAN, hinge loss + gradient penalty 10, up to 5 D steps per G step (stop once D acc > 0.9)."""
-
-    latent_dim: int = 128
-    layers: tuple[int, ...] = (512, 256, 128, 64)
-    arch: str = "resnet"  # resnet | dcgan
-    loss: str = "hinge"  # hinge | wasserstein | bce | lsgan
-    gp: float = 10.0
-    disc_ratio: int = 5
-    disc_acc_stop: float = 0.9
-    spectral_norm: bool = False
-    # From this epoch on (1-based count of finished epochs; 0 = never), G's BatchNorm layers run in
-    # inference mode with their running statistics frozen. The study's code did this by accident:
-    # its epoch-end sampling called `self.eval()` under Lightning 2, which never switches back, so
-    # its generator trained that way from the second epoch on (and recovered from an early collapse).
-    bn_freeze_epoch: int = 1
-    g_betas: tuple[float, float] = (0.0, 0.99)
-    d_betas: tuple[float, float] = (0.9, 0.999)
-
-
-@dataclass
-class DDPMOptions:
-    """U-Net predicting noise, T = 1024, cosine schedule, MSE; Adam 5e-5 with cosine annealing."""
-
-    timesteps: int = 1024
-    schedule: str = "cosine"  # cosine | linear
-    attention: bool = False
-    base_width: int = 64
-
-
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; saved as the run's config.json."""
@@ -67,14 +26,14 @@ class TrainConfig:
     model: str
     dataset: str = "kanji"
     epochs: int = 100
-    batch_size: int = 0  # 0: the model's paper default
-    lr: float = 0.0  # 0: the model's paper default
+    batch_size: int = 0  # ModelSpec.config fills in the model's paper default
+    lr: float = 0.0  # ModelSpec.config fills in the model's paper default
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16
     compile: bool = True  # torch.compile on CUDA only
     compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
-    ema_decay: float = -1.0  # <0: the model's default (0 disables)
+    ema_decay: float = -1.0  # ModelSpec.config fills in the model's default (0 disables)
     sample_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs
     log_every: int = 50  # steps between host syncs (progress, metrics log)
@@ -84,27 +43,16 @@ class TrainConfig:
     eval_every: int = 0  # epochs between FID evaluations (0: off); the best checkpoint is kept
     eval_n: int = 2000  # samples per evaluation
     eval_features: str = "kanji"  # kanji | inception
-    options: Any = None  # VAEOptions | GANOptions | DDPMOptions
+    options: Any = None  # the model's options dataclass (ganji.recipes.registry), with a validate() method
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise GanjiError(f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
-        defaults = PAPER_DEFAULTS[self.model]
-        if self.batch_size == 0:
-            self.batch_size = defaults["batch_size"]
-        if self.lr == 0.0:
-            self.lr = defaults["lr"]
-        if self.ema_decay < 0:
-            self.ema_decay = defaults["ema_decay"]
-        if self.options is None:
-            self.options = OPTIONS_TYPES[self.model]()
         self.validate()
 
     def validate(self) -> None:
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
             (self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})"),
-            (self.lr > 0, f"--lr must be positive (got {self.lr})"),
+            (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, f"--lr must be a finite number > 0 (got {self.lr})"),
             (0.0 <= self.ema_decay < 1.0, f"--ema-decay must be in [0, 1) (got {self.ema_decay})"),
             (self.sample_every >= 0, "--sample-every must be >= 0"),
             (self.checkpoint_every >= 1, "--checkpoint-every must be >= 1"),
@@ -119,68 +67,45 @@ class TrainConfig:
             (self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16 (got {self.precision!r})"),
             (self.compile_mode in COMPILE_MODES, f"--compile-mode must be one of {', '.join(COMPILE_MODES)} (got {self.compile_mode!r})"),
         ]
-        o = self.options
-        if isinstance(o, VAEOptions):
-            checks += [
-                (o.latent_dim >= 1, "--latent-dim must be at least 1"),
-                (o.arch in ("resnet", "conv"), f"--arch must be resnet or conv for the VAE (got {o.arch!r})"),
-                (o.base_width >= 1, "--base-width must be at least 1"),
-            ]
-        elif isinstance(o, GANOptions):
-            checks += [
-                (o.latent_dim >= 1, "--latent-dim must be at least 1"),
-                (o.arch in ("resnet", "dcgan"), f"--arch must be resnet or dcgan for the GAN (got {o.arch!r})"),
-                (o.loss in ("hinge", "wasserstein", "bce", "lsgan"), f"--loss must be hinge, wasserstein, bce or lsgan (got {o.loss!r})"),
-                (o.gp >= 0, "--gp must be >= 0"),
-                (o.bn_freeze_epoch >= 0, "--bn-freeze-epoch must be >= 0"),
-                (o.disc_ratio >= 1, "--disc-ratio must be at least 1"),
-                (len(o.layers) >= 2 and all(w >= 1 for w in o.layers), "--layers must be two or more positive widths, e.g. 512,256,128,64"),
-                (all(0 <= b < 1 for b in (*o.g_betas, *o.d_betas)), "the GAN's Adam betas must be in [0, 1)"),
-            ]
-        elif isinstance(o, DDPMOptions):
-            checks += [
-                (o.timesteps >= 2, "--timesteps must be at least 2"),
-                (o.schedule in ("cosine", "linear"), f"--schedule must be cosine or linear (got {o.schedule!r})"),
-                (o.base_width >= 4 and o.base_width % 4 == 0, "--base-width must be a positive multiple of 4 (GroupNorm(4))"),
-            ]
         for ok, message in checks:
             if not ok:
                 raise GanjiError(message)
+        if self.options is None or not hasattr(self.options, "validate"):
+            raise GanjiError(f"the {self.model} config has no model options")
+        self.options.validate()
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
-        """Rebuild a config from config.json; a clear error if it was edited into nonsense."""
+    def from_json(cls, data: dict[str, Any], options_type: type) -> TrainConfig:
+        """Rebuild a config from its JSON (`options_type`: the model's options dataclass); a clear
+        error if it was edited into nonsense. Use ganji.recipes.config_from_json, which knows the type."""
         try:
             data = dict(data)
             model = data["model"]
-            if model not in MODELS:
-                raise GanjiError(f"config names an unknown model {model!r}")
-            opts_type = OPTIONS_TYPES[model]
             raw = dict(data.pop("options") or {})
-            known = {f.name for f in dataclasses.fields(opts_type)}
+            known = {f.name for f in dataclasses.fields(options_type)}
             unknown = set(raw) - known
             if unknown:
                 raise GanjiError(f"config has unknown {model} options: {', '.join(sorted(unknown))}")
-            for name in ("layers", "g_betas", "d_betas"):
-                if name in raw:
-                    raw[name] = tuple(raw[name])
+            for f in dataclasses.fields(options_type):  # JSON has lists where the options have tuples
+                if f.name in raw and isinstance(raw[f.name], list):
+                    raw[f.name] = tuple(raw[f.name])
             top_known = {f.name for f in dataclasses.fields(cls)}
             extra = set(data) - top_known
             if extra:
                 raise GanjiError(f"config has unknown fields: {', '.join(sorted(extra))}")
             try:
-                cfg = cls(**data, options=opts_type(**raw))
+                cfg = cls(**data, options=options_type(**raw))
                 _check_types(cfg)
             except GanjiError as exc:  # a value out of range: say that it is the config's
                 raise GanjiError(f"config has an invalid value: {exc}") from None
             return cfg
         except GanjiError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GanjiError(f"config is not a valid ganji training config ({exc.__class__.__name__}: {exc})") from None
 
 
@@ -211,14 +136,3 @@ def _is_tuple_of(value: Any, want: str) -> bool:
     if want == "tuple[int, ...]":
         return all(isinstance(v, int) for v in value)
     return len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
-
-
-OPTIONS_TYPES: dict[str, type] = {"vae": VAEOptions, "gan": GANOptions, "ddpm": DDPMOptions}
-
-# Paper settings that differ per model (REFERENCE.md). EMA is ours: the paper used none, but users of
-# comparable tools expect EMA weights for sampling (on for the GAN and DDPM, off for the VAE).
-PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vae": {"batch_size": 128, "lr": 1e-3, "ema_decay": 0.0},
-    "gan": {"batch_size": 128, "lr": 1e-4, "ema_decay": 0.999},
-    "ddpm": {"batch_size": 32, "lr": 5e-5, "ema_decay": 0.9995},
-}

@@ -19,12 +19,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from ganji.eager_baseline import eager_step
-from ganji.step_profile import StepProfile, profile_steps
-from ganji.recipes import recipe_class
+from ganji.perf.step_profile import StepProfile, profile_steps
+from ganji.recipes import spec
+from ganji.recipes.registry import DEFAULT_SAMPLE_BATCH
 from ganji.recipes.base import Recipe
-from ganji.train.config import OPTIONS_TYPES, TrainConfig
-from ganji.train.device import choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
+from ganji.runtime.device import choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
 from ganji.train.loop import normalise
 
 # Dense bf16 tensor-core peaks (vendor datasheets), by a substring of torch.cuda.get_device_name().
@@ -58,7 +57,7 @@ class TrainBench:
     mfu: float | None
     peak_mem_mb: float
     timed_steps: int
-    # The same model, batch and device in a plain eager fp32 loop (ganji.eager_baseline), if timed.
+    # The same model, batch and device in a plain eager fp32 loop (ganji.perf.eager_baseline), if timed.
     eager_images_per_s: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     profile: StepProfile | None = None  # where a step's time goes, if asked for (`--profile N`)
@@ -67,10 +66,11 @@ class TrainBench:
 def make_bench_recipe(model: str, size: int, batch_size: int | None, device: torch.device, precision: str, compile: bool,
                       options: dict[str, Any], compile_mode: str = "default", cudnn_benchmark: bool = True,
                       channels_last: bool = True) -> Recipe:
-    cfg = TrainConfig(model=model, batch_size=batch_size or 0, device=device.type, precision=precision, compile=compile,
-                      compile_mode=compile_mode, options=OPTIONS_TYPES[model](**options))
-    prec = choose_precision(model, device, precision, compile, compile_mode, cudnn_benchmark, channels_last)
-    return recipe_class(model)(cfg, size, 1, 10_000, prec)
+    model_spec = spec(model)
+    cfg = model_spec.config(batch_size=batch_size, device=device.type, precision=precision, compile=compile,
+                            compile_mode=compile_mode, options=dict(options))
+    prec = choose_precision(model_spec.bf16, device, precision, compile, compile_mode, cudnn_benchmark, channels_last)
+    return model_spec.recipe_class()(cfg, size, 1, 10_000, prec)
 
 
 class CountFlops(TorchDispatchMode):
@@ -155,13 +155,12 @@ def bench_train(
 ) -> TrainBench:
     """Training throughput of `model` with the paper's architecture and batch size on random images.
 
-    The GAN runs all of its D steps every step (the early stop on D accuracy is disabled), which
-    is its worst case and the case the reference figures measured.
+    A model's `bench_options` (ModelSpec) apply unless given: the GAN runs all of its D steps every
+    step (the early stop on D accuracy is disabled), its worst case and the case the reference
+    figures measured.
     """
     device = resolve_device(device_name_)
-    opts = dict(options or {})
-    if model == "gan":
-        opts.setdefault("disc_acc_stop", 2.0)
+    opts = {**spec(model).bench_options, **(options or {})}
     torch.manual_seed(0)
     recipe = make_bench_recipe(model, size, batch_size, device, precision, compile, opts, compile_mode, cudnn_benchmark, channels_last)
     B = recipe.cfg.batch_size
@@ -182,7 +181,7 @@ def bench_train(
         one()
     eager_rate = None
     if eager_baseline:
-        plain = eager_step(recipe, x)
+        plain = recipe.plain_eager_step(x)
         for _ in range(warmup):
             plain()
         # Alternating steps, so that both loops see the same machine state (on a shared CPU, its
@@ -234,11 +233,11 @@ class SampleBench:
 
 def bench_sample(
     model: str,
-    sampler: str = "ddpm",
+    sampler: str | None = None,
     steps: int | None = None,
     device_name_: str = "auto",
     size: int = 64,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_SAMPLE_BATCH,
     precision: str = "auto",
     options: dict[str, Any] | None = None,
     max_seconds: float = 10.0,
@@ -246,42 +245,44 @@ def bench_sample(
 ) -> SampleBench:
     """Sampling speed of an untrained model of the paper's architecture (speed does not depend on weights).
 
-    With `extrapolate_after` k (DDPM only), only the first k denoising steps are timed and the total
-    is scaled to all steps: each step is the same U-Net call on the same batch.
+    With `extrapolate_after` k (iterative models), only the first k network calls are timed and the
+    total is scaled to all of them: each is the same network call on the same batch.
     """
-    from ganji.sampling import LoadedModel, generate, model_calls_per_image
+    from ganji.sampling import LoadedModel, SampleRequest, generate
 
     device = resolve_device(device_name_)
     torch.manual_seed(0)
     recipe = make_bench_recipe(model, size, None, device, precision, False, dict(options or {}))
     loaded = LoadedModel(recipe, model, "bench", None, 0, {})  # type: ignore[arg-type]
-    calls = model_calls_per_image(loaded, sampler, steps)
+    request = SampleRequest.resolve(loaded.spec, recipe, batch_size, batch_size=batch_size, sampler=sampler, steps=steps)
+    calls = recipe.model_calls(request.sampler)
+    iterative = request.sampler is not None
 
-    def run(n: int, stop_after: int | None = None) -> int:
-        """Generate n images, stopping after `stop_after` denoising steps; returns the steps run."""
+    def run(stop_after: int | None = None) -> int:
+        """Generate one batch, stopping after `stop_after` network calls; returns the calls run."""
         counter = _StepCounter(stop_after)
         try:
-            generate(loaded, n, batch_size=batch_size, sampler=sampler, steps=steps, on_step=counter if model == "ddpm" else None)
+            generate(loaded, request, on_step=counter if iterative else None)
         except _Enough:
             pass
         return counter.count
 
     # Warm-up: one batch through one network call (kernel selection, allocator).
-    run(batch_size, 1)
+    run(1)
     timed_steps = None
-    if model == "ddpm" and extrapolate_after:
+    if iterative and extrapolate_after:
         synchronize(device)
         start = time.perf_counter()
-        ran = run(batch_size, extrapolate_after)  # fewer when the sampler has fewer steps
+        ran = run(extrapolate_after)  # fewer when the sampler has fewer steps
         synchronize(device)
         seconds_per_image = (time.perf_counter() - start) / ran * calls / batch_size
         timed_steps = ran if ran < calls else None
     else:
-        done, seconds = _timed(lambda: run(batch_size), device, 1, max_seconds)
+        done, seconds = _timed(run, device, 1, max_seconds)
         seconds_per_image = seconds / (done * batch_size)
     return SampleBench(
         model=model,
-        sampler=sampler if model == "ddpm" else "direct",
+        sampler=request.sampler.label if request.sampler else "direct",
         device=device_name(device),
         precision=recipe.precision.name,
         batch_size=batch_size,

@@ -220,14 +220,15 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
-def rank_indices(perm: torch.Tensor, step_in_epoch: int, batch_size: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+def rank_indices(perm: torch.Tensor, step_in_epoch: int, batch_size: int, rank: int = 0, rank_batch: int | None = None) -> torch.Tensor:
     """The dataset indices rank `rank` trains on at step `step_in_epoch` of the epoch.
 
     `perm` is the epoch's global permutation, the same on every rank; global batch i is
-    perm[i*B:(i+1)*B] and rank r takes its r-th slice of B/W indices. Over one epoch each image of
-    the (batch-aligned) permutation is seen exactly once, by exactly one rank.
+    perm[i*B:(i+1)*B] and rank r takes its r-th slice of `rank_batch` = B/W indices (see
+    `per_rank_batch`, which checks it once; one process: the whole batch). Over one epoch each image
+    of the (batch-aligned) permutation is seen exactly once, by exactly one rank.
     """
-    b = per_rank_batch(batch_size, world_size)
+    b = batch_size if rank_batch is None else rank_batch
     start = step_in_epoch * batch_size + rank * b
     return perm[start : start + b]
 

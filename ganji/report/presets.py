@@ -1,4 +1,5 @@
-"""Training presets for `ganji compare --train quick|paper`.
+"""Training presets for `ganji compare --train quick|paper`; each model's quick settings are its
+registry entry's `quick` (ganji.recipes.registry), planned as follows.
 
 `paper`: the GANji study's final settings, 100 epochs on the 64 px set (the defaults of `ganji train`).
 `quick`: the whole study (data, three models, metrics, report) in about 15 minutes on 2 CPU cores,
@@ -21,24 +22,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from ganji.recipes import MODELS
+
 QUICK_DATASET = "kanji32"
 QUICK_SIZE = 32
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {"vae": {}, "gan": {}, "ddpm": {}},
-    "quick": {
-        "vae": {"dataset": QUICK_DATASET, "epochs": 4, "time_budget": 3.0, "sample_every": 1, "batch_size": 32,
-                "options": {"latent_dim": 64, "base_width": 16, "beta": 0.1}},
-        "gan": {"dataset": QUICK_DATASET, "epochs": 20, "time_budget": 6.0, "sample_every": 1, "batch_size": 64,
-                "lr": 2e-4, "options": {"arch": "dcgan", "layers": (128, 64, 32), "latent_dim": 64, "loss": "bce",
-                                        "disc_ratio": 1}},
-        "ddpm": {"dataset": QUICK_DATASET, "epochs": 6, "time_budget": 6.0, "sample_every": 1, "batch_size": 32,
-                 "lr": 1e-3, "options": {"base_width": 16, "timesteps": 256}},
-    },
+    "paper": {m.name: {} for m in MODELS},
+    "quick": {m.name: {"dataset": QUICK_DATASET, **m.quick} for m in MODELS},
 }
-# What `ganji compare` measures with after training with a preset: samples per model, DDIM steps.
+# What `ganji compare` measures with after training with a preset: samples per model, and the steps
+# of each iterative model's fast sampler (DDIM for the DDPM).
 PRESET_EVAL_N = {"paper": 10_000, "quick": 1_000}
-PRESET_DDIM_STEPS = {"paper": 50, "quick": 20}
+PRESET_STEPS = {"paper": 50, "quick": 20}
 
 
 def preset_dataset(preset: str) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from ganji.atomic import write_atomic
-from ganji.train.device import synchronize
+from ganji.runtime.device import synchronize
 
 
 @dataclass

@@ -1,0 +1,296 @@
+"""The model registry: the one list of the models ganji trains, and everything the rest of ganji asks of them.
+
+One `ModelSpec` per model holds its recipe class (imported only when a model is built), its options
+type (a dataclass whose fields carry their command-line help), the paper's run defaults, whether it
+trains in bf16 on a GPU, its quick preset, a one-line description, and how it samples (`SamplingSpec`).
+The command line, bench, compare, report, metrics, sampling and the training loop all ask the
+registry; nothing outside ganji/recipes/ and ganji/models/ compares a model's name to a literal.
+
+This module imports no torch, so that `ganji --help` and shell completion stay fast.
+
+To add a model: write its recipe (a `Recipe` subclass in ganji/recipes/NAME.py; its networks in
+ganji/models/ if they are new), its options dataclass and a `ModelSpec` entry below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ganji.errors import GanjiError
+
+if TYPE_CHECKING:
+    from ganji.recipes.base import Recipe
+    from ganji.runtime.config import TrainConfig
+
+# Upper bounds on sizes that a request allocates from (a typo must not ask for 256 GB).
+MAX_LATENT_DIM = 16_384
+MAX_BASE_WIDTH = 1_024
+MAX_TIMESTEPS = 100_000
+MAX_SAMPLER_STEPS = 10_000
+
+# Sampling defaults, named once (`ganji sample`, `ganji fid`, the study and the bench use them).
+DEFAULT_SAMPLER_STEPS = 50  # a step-choosing sampler (DDIM, Euler, Heun) without --steps
+DEFAULT_SAMPLE_BATCH = 256  # images generated at once
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
+    """A model option: a dataclass field with its command-line help (and its allowed values).
+
+    `ganji train` makes one command-line option per field name over every model (see ganji.cli.train).
+    """
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _check(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise GanjiError(message)
+
+
+def within(flag: str, value: int, low: int, high: int) -> tuple[bool, str]:
+    """A check that `low <= value <= high`, saying which bound was crossed."""
+    if value < low:
+        return False, f"{flag} must be at least {low} (got {value})"
+    return value <= high, f"{flag} must be at most {high:,} (got {value:,})"
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# -- options: one dataclass per model, defaults = the paper's final configuration -------------------
+
+
+@dataclass
+class VAEOptions:
+    """ResNet VAE, latent 256; summed BCE-with-logits + KL (beta 1); Adam 1e-3, one-cycle LR."""
+
+    latent_dim: int = option(256, "Latent size.")
+    arch: str = option("resnet", "Architecture.", ("resnet", "conv"))
+    beta: float = option(1.0, "Weight of the KL term.")
+    base_width: int = option(64, "Base width; every width scales with it (the paper's 64).")
+
+    def validate(self) -> None:
+        _check([
+            within("--latent-dim", self.latent_dim, 1, MAX_LATENT_DIM),
+            (self.arch in ("resnet", "conv"), f"--arch must be resnet or conv for the VAE (got {self.arch!r})"),
+            (_finite(self.beta) and self.beta >= 0, f"--beta must be a finite number >= 0 (got {self.beta})"),
+            within("--base-width", self.base_width, 1, MAX_BASE_WIDTH),
+        ])
+
+
+@dataclass
+class GANOptions:
+    """ResNet GAN, hinge loss + gradient penalty 10, up to 5 D steps per G step (stop once D acc > 0.9)."""
+
+    latent_dim: int = option(128, "Latent size.")
+    layers: tuple[int, ...] = option((512, 256, 128, 64), "Generator widths, comma-separated.")
+    arch: str = option("resnet", "Architecture.", ("resnet", "dcgan"))
+    loss: str = option("hinge", "Adversarial loss.", ("hinge", "wasserstein", "bce", "lsgan"))
+    gp: float = option(10.0, "Gradient-penalty weight, not used with bce.")
+    disc_ratio: int = option(5, "Most D steps per G step (fewer once D accuracy > 0.9).")
+    disc_acc_stop: float = 0.9
+    spectral_norm: bool = option(False, "Spectral norm on D's layers.")
+    # From this epoch on (1-based count of finished epochs; 0 = never), G's BatchNorm layers run in
+    # inference mode with their running statistics frozen. The study's code did this by accident:
+    # its epoch-end sampling called `self.eval()` under Lightning 2, which never switches back, so
+    # its generator trained that way from the second epoch on (and recovered from an early collapse).
+    bn_freeze_epoch: int = option(1, "After N epochs G's BatchNorm uses frozen running statistics, as the study's code did (0 = never).")
+    g_betas: tuple[float, float] = (0.0, 0.99)
+    d_betas: tuple[float, float] = (0.9, 0.999)
+
+    def validate(self) -> None:
+        _check([
+            within("--latent-dim", self.latent_dim, 1, MAX_LATENT_DIM),
+            (self.arch in ("resnet", "dcgan"), f"--arch must be resnet or dcgan for the GAN (got {self.arch!r})"),
+            (self.loss in ("hinge", "wasserstein", "bce", "lsgan"), f"--loss must be hinge, wasserstein, bce or lsgan (got {self.loss!r})"),
+            (_finite(self.gp) and self.gp >= 0, "--gp must be a finite number >= 0"),
+            (self.bn_freeze_epoch >= 0, "--bn-freeze-epoch must be >= 0"),
+            (self.disc_ratio >= 1, "--disc-ratio must be at least 1"),
+            (len(self.layers) >= 2 and all(1 <= w <= 16 * MAX_BASE_WIDTH for w in self.layers),
+             "--layers must be two or more positive widths, e.g. 512,256,128,64"),
+            (all(0 <= b < 1 for b in (*self.g_betas, *self.d_betas)), "the GAN's Adam betas must be in [0, 1)"),
+        ])
+
+
+def _unet_width_checks(base_width: int, attention: bool) -> list[tuple[bool, str]]:
+    """The U-Net's GroupNorm(4) needs widths in multiples of 4; attention's GroupNorm(8) and 4 heads, of 8."""
+    step = 8 if attention else 4
+    why = "with --attention (GroupNorm(8), 4 heads)" if attention else "(GroupNorm(4))"
+    return [(step <= base_width <= MAX_BASE_WIDTH and base_width % step == 0,
+             f"--base-width must be a positive multiple of {step} {why}, at most {MAX_BASE_WIDTH} (got {base_width})")]
+
+
+@dataclass
+class DDPMOptions:
+    """U-Net predicting noise, T = 1024, cosine schedule, MSE; Adam 5e-5 with cosine annealing."""
+
+    timesteps: int = option(1024, "Diffusion steps T.")
+    schedule: str = option("cosine", "Noise schedule.", ("cosine", "linear"))
+    attention: bool = option(False, "Self-attention after every U-Net block.")
+    base_width: int = option(64, "Base width; every width scales with it (the paper's 64).")
+
+    def validate(self) -> None:
+        _check([
+            within("--timesteps", self.timesteps, 2, MAX_TIMESTEPS),
+            (self.schedule in ("cosine", "linear"), f"--schedule must be cosine or linear (got {self.schedule!r})"),
+            *_unet_width_checks(self.base_width, self.attention),
+        ])
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """One way to turn noise into images, by name (`--sampler NAME`)."""
+
+    name: str
+    help: str
+    chooses_steps: bool = True  # --steps sets its step count (False: fixed by the model, e.g. all T steps)
+    deterministic: bool = True  # the same noise always gives the same image (with eta 0 where it has one)
+    takes_eta: bool = False  # DDIM's η: 0 deterministic, 1 as noisy as ancestral sampling
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """A resolved sampler: its name, its step count (None where the model fixes it) and DDIM's η."""
+
+    name: str
+    steps: int | None = None
+    eta: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """How reports name it, e.g. `ddim-20`, `ancestral`."""
+        return self.name + (f"-{self.steps}" if self.steps is not None else "")
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """How a model samples. No samplers: one network pass from a latent (VAE, GAN)."""
+
+    samplers: tuple[Sampler, ...] = ()
+    default: str | None = None  # `ganji sample` and `ganji fid` without --sampler
+    fast: str | None = None  # few-step and deterministic: progress grids, evaluation, compare, interpolation
+    aliases: dict[str, str] = field(default_factory=dict)  # old names still accepted
+
+    @property
+    def iterative(self) -> bool:
+        """Whether sampling takes several network calls (a sampler and steps apply)."""
+        return bool(self.samplers)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.samplers)
+
+    def get(self, name: str) -> Sampler | None:
+        name = self.aliases.get(name, name)
+        return next((s for s in self.samplers if s.name == name), None)
+
+    def fast_choice(self, steps: int) -> SamplerChoice | None:
+        """The fast sampler with `steps` steps (None for a one-pass model)."""
+        return SamplerChoice(self.fast, steps) if self.fast else None
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything about one model that code outside its recipe may ask."""
+
+    name: str  # the command-line name: `ganji train NAME`
+    title: str  # how prose names it: VAE, GAN, DDPM
+    description: str  # one line, for --help and reports
+    recipe: str  # "module:Class" of its Recipe, imported on first use (torch is heavy)
+    options_type: type
+    batch_size: int  # the paper's (images per step)
+    lr: float  # the paper's
+    ema_decay: float  # ours: the paper used no EMA (0 = off)
+    bf16: bool  # bf16 autocast on CUDA by default
+    quick: dict[str, Any]  # `ganji compare --train quick` (ganji.report.presets): TrainConfig fields, model options under "options"
+    sampling: SamplingSpec = SamplingSpec()
+    bench_options: dict[str, Any] = field(default_factory=dict)  # `ganji bench train`: its worst-case step
+
+    def recipe_class(self) -> type[Recipe]:
+        module, _, cls = self.recipe.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def options(self, **values: Any) -> Any:
+        """This model's options with the given values (the rest at their defaults)."""
+        known = {f.name for f in dataclasses.fields(self.options_type)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise GanjiError(f"{', '.join('--' + k.replace('_', '-') for k in unknown)} does not apply to the {self.name} model")
+        return self.options_type(**values)
+
+    def config(self, options: Any = None, **given: Any) -> TrainConfig:
+        """A validated TrainConfig: the given fields, this model's defaults for the rest.
+
+        `options` is an options instance or a dict of option values.
+        """
+        from ganji.runtime.config import TrainConfig
+
+        if options is None or isinstance(options, dict):
+            options = self.options(**(options or {}))
+        given = {k: v for k, v in given.items() if v is not None}
+        defaults = {"batch_size": self.batch_size, "lr": self.lr, "ema_decay": self.ema_decay}
+        return TrainConfig(model=self.name, **{**defaults, **given}, options=options)
+
+
+VAE = ModelSpec(
+    name="vae", title="VAE", description="variational autoencoder (Kingma & Welling 2014): a ResNet encoder and decoder, blurry but fast",
+    recipe="ganji.recipes.vae:VAERecipe", options_type=VAEOptions, batch_size=128, lr=1e-3, ema_decay=0.0, bf16=True,
+    quick={"epochs": 4, "time_budget": 3.0, "sample_every": 1, "batch_size": 32,
+           "options": {"latent_dim": 64, "base_width": 16, "beta": 0.1}},
+)
+GAN = ModelSpec(
+    name="gan", title="GAN", description="generative adversarial network: ResNet generator and critic, hinge loss + gradient penalty",
+    # fp32 on every device: bf16 stopped the study's GAN converging (experiment log, exps 4-7).
+    recipe="ganji.recipes.gan:GANRecipe", options_type=GANOptions, batch_size=128, lr=1e-4, ema_decay=0.999, bf16=False,
+    quick={"epochs": 20, "time_budget": 6.0, "sample_every": 1, "batch_size": 64, "lr": 2e-4,
+           "options": {"arch": "dcgan", "layers": (128, 64, 32), "latent_dim": 64, "loss": "bce", "disc_ratio": 1}},
+    bench_options={"disc_acc_stop": 2.0},  # every D step, every time: the worst case
+)
+DDPM = ModelSpec(
+    name="ddpm", title="DDPM", description="denoising diffusion (Ho et al. 2020): a U-Net predicting the noise over T = 1024 steps",
+    recipe="ganji.recipes.ddpm:DDPMRecipe", options_type=DDPMOptions, batch_size=32, lr=5e-5, ema_decay=0.9995, bf16=True,
+    quick={"epochs": 6, "time_budget": 6.0, "sample_every": 1, "batch_size": 32, "lr": 1e-3,
+           "options": {"base_width": 16, "timesteps": 256}},
+    sampling=SamplingSpec(
+        samplers=(
+            Sampler("ancestral", "all T steps (Ho et al. 2020, Algorithm 2)", chooses_steps=False, deterministic=False),
+            Sampler("ddim", "DDIM (Song et al. 2021) with --steps steps; --eta adds noise", takes_eta=True),
+        ),
+        default="ancestral", fast="ddim", aliases={"ddpm": "ancestral"},
+    ),
+)
+
+MODELS: tuple[ModelSpec, ...] = (VAE, GAN, DDPM)
+_BY_NAME = {m.name: m for m in MODELS}
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(_BY_NAME)
+
+
+def spec(name: str) -> ModelSpec:
+    """The model called `name`; a clear error listing the known ones."""
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        raise GanjiError(f"unknown model {name!r}: choose one of {', '.join(_BY_NAME)}") from None
+
+
+def config_from_json(data: dict[str, Any]) -> TrainConfig:
+    """A run's TrainConfig from its saved JSON (config.json's "config", or a checkpoint's); a clear error if edited into nonsense."""
+    from ganji.runtime.config import TrainConfig
+
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, str) or model not in _BY_NAME:
+        raise GanjiError(f"config names an unknown model {model!r}")
+    return TrainConfig.from_json(data, _BY_NAME[model].options_type)

@@ -1,0 +1,145 @@
+"""Starting or resuming a training run: every check before the first step, then the loop.
+
+`train()` is what `ganji train` and `ganji compare --train` call. Set-up, in order:
+  1. the run: a new folder and config (the dataset prepared first if missing), or an existing run
+     whose config.json is read back (`--resume`), with only RESUME_OVERRIDES allowed to change;
+  2. the dataset: loaded, and checked to be the one the run started on (and the same on every rank);
+  3. the loop (ganji.train.loop.TrainLoop), which restores the checkpoint when there is one.
+A new run that fails before its first step leaves no folder behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ganji.errors import GanjiError
+from ganji.recipes import config_from_json, spec
+from ganji.runs import Run, create_run, discard_unstarted_run, find_run, read_run_config
+from ganji.runtime import distributed
+from ganji.runtime.config import TrainConfig
+from ganji.runtime.distributed import ReportedOnMain, World, per_rank_batch
+from ganji.train.loop import TrainLoop, TrainResult
+from ganji.train.observer import TrainingObserver
+
+# Options that may change when a run is resumed; the rest define the run (changing the epochs would
+# change the learning-rate schedule planned at the start, so it makes a new run instead).
+RESUME_OVERRIDES = frozenset(
+    {"max_steps", "time_budget", "device", "precision", "compile", "compile_mode", "sample_every", "checkpoint_every", "log_every",
+     "eval_every", "eval_n", "eval_features"}
+)
+
+
+def train(
+    home: Path,
+    model: str,
+    given: dict[str, Any],
+    run_name: str | None = None,
+    resume: bool = False,
+    observer: TrainingObserver | None = None,
+) -> TrainResult:
+    """Start (or resume) a run of `model` with the options the user gave, and train it.
+
+    `given` holds only the options given on the command line: top-level TrainConfig fields, and
+    the model's own options under the key "options" (a dict). Under torchrun (WORLD_SIZE > 1)
+    every process calls this: the process group lives for the duration of the call.
+    """
+    world = distributed.setup()
+    finished = False
+    try:
+        result = _train(world, home, model, given, run_name, resume, observer)
+        finished = True
+        return result
+    finally:
+        distributed.teardown(world, wait=finished)
+
+
+def _plan(home: Path, model: str, given: dict[str, Any], model_opts: dict[str, Any], run_name: str | None, resume: bool,
+          world: World, observer: TrainingObserver) -> tuple[Run, TrainConfig, dict[str, Any], bool]:
+    """Rank 0: the run (found or created), its config, its saved config.json, whether it has a checkpoint."""
+    from ganji.data.prepare import ensure_dataset
+
+    model_spec = spec(model)
+    saved: dict[str, Any] = {}
+    if resume:
+        model_spec.options(**model_opts)  # an option the model does not have is an error of its own
+        run = find_run(home, model, run_name)
+        saved = read_run_config(run)
+        cfg = config_from_json(saved["config"])
+        fixed = sorted(k for k in given if k not in RESUME_OVERRIDES and given[k] != getattr(cfg, k))
+        fixed += sorted(k for k, v in model_opts.items() if v != getattr(cfg.options, k, None))
+        if fixed:
+            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            raise GanjiError(f"{names} cannot change when resuming run {model}/{run.name}; start a new run instead")
+        for k, v in given.items():
+            setattr(cfg, k, v)
+        cfg.validate()
+        per_rank_batch(cfg.batch_size, world.size)
+        has_checkpoint = run.checkpoint_path.is_file()
+        if not has_checkpoint:
+            # Stopped (or killed) before its first checkpoint: nothing to lose, start it over.
+            observer.note(f"run {model}/{run.name} has no checkpoint yet: training it from step 0")
+    else:
+        cfg = model_spec.config(options=model_opts, **given)
+        per_rank_batch(cfg.batch_size, world.size)
+        ensure_dataset(home, cfg.dataset)
+        run = create_run(home, model, run_name)
+        has_checkpoint = False
+    return run, cfg, saved, has_checkpoint
+
+
+def _train(world: World, home: Path, model: str, given: dict[str, Any], run_name: str | None, resume: bool,
+           observer: TrainingObserver | None) -> TrainResult:
+    from ganji.data.prepare import ensure_dataset
+    from ganji.data.store import load_dataset
+    from ganji.home import runs_dir
+
+    observer = observer or TrainingObserver()
+    given = {k: v for k, v in given.items() if v is not None}
+    model_opts = {k: v for k, v in (given.pop("options", None) or {}).items() if v is not None}
+
+    # 1. Rank 0 decides (a new run's name is a timestamp); every rank gets the same run and config.
+    run, cfg, saved, has_checkpoint = world.on_main(
+        lambda: _plan(home, model, given, model_opts, run_name, resume, world, observer),
+        encode=lambda r: {"run": [r[0].model, r[0].name, str(r[0].path)], "config": r[1].to_json(), "saved": r[2], "checkpoint": r[3]},
+        # The other ranks find the run under their own home (the same folder when it is shared).
+        decode=lambda d: (Run(model, d["run"][1], runs_dir(home) / model / d["run"][1]), config_from_json(d["config"]), d["saved"], d["checkpoint"]),
+    )
+    try:
+        # 2. the dataset
+        if world.distributed:
+            if not resume and world.local_rank == 0 and not world.is_main:
+                ensure_dataset(home, cfg.dataset)  # each machine's first process prepares its copy if missing
+            world.barrier()
+        dataset = load_dataset(home, cfg.dataset)
+        if resume:
+            started_on = (saved.get("dataset") or {}).get("images_sha256")
+            if started_on and started_on != dataset.manifest.get("images_sha256"):
+                raise _error(
+                    world,
+                    f"dataset {cfg.dataset!r} has changed since run {model}/{run.name} started (its sha256 differs): "
+                    "resuming would train on other images; start a new run instead",
+                )
+        if world.distributed:
+            hashes = world.gather_json(dataset.manifest.get("images_sha256"))
+            if len(set(hashes)) > 1:
+                by_rank = ", ".join(str(h)[:12] for h in hashes)
+                raise _error(world, f"the processes see different {cfg.dataset!r} datasets (sha256 by rank: {by_rank}): give every machine the same copy")
+        # 3. the loop
+        loop = TrainLoop(run, cfg, dataset, resume=has_checkpoint, observer=observer, home=home, world=world)
+    except GanjiError:
+        if not resume and world.is_main:
+            discard_unstarted_run(run)  # a new run that failed before its first step leaves no folder behind
+        raise
+    if has_checkpoint and loop.step >= loop.stop_step:
+        raise _error(
+            world,
+            f"run {model}/{run.name} is already at step {loop.step} of {loop.stop_step}: nothing to resume "
+            "(raise --max-steps, or start a new run)",
+        )
+    return loop.run_steps()
+
+
+def _error(world: World, message: str) -> GanjiError:
+    """An error every rank runs into alike: rank 0 reports it, the others exit quietly."""
+    return GanjiError(message) if world.is_main else ReportedOnMain(message)
