@@ -23,10 +23,10 @@ def test_flop_counter_agrees_with_torch() -> None:
     assert ours.total == theirs.get_total_flops() > 0
 
 
-@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm", "flow"])
 def test_bench_train_reports_positive_figures(model: str) -> None:
     opts = {"vae": {"base_width": 8, "latent_dim": 8}, "gan": {"layers": (16, 8, 8, 8), "latent_dim": 8, "disc_ratio": 2},
-            "ddpm": {"base_width": 8, "timesteps": 50}}[model]
+            "ddpm": {"base_width": 8, "timesteps": 50}, "flow": {"base_width": 8}}[model]
     r = bench_train(model, "cpu", size=16, batch_size=4, warmup=1, min_steps=1, max_seconds=0, options=opts)
     assert r.images_per_s > 0 and r.gflops_per_image > 0 and r.parameters > 0 and r.mfu is None
     assert r.epoch_s == pytest.approx((10_020 // 4) * 4 / r.images_per_s)
@@ -42,11 +42,11 @@ def test_bench_sample_scales_only_what_it_did_not_run() -> None:
     assert full.seconds_per_1000 > 0 and ddim.seconds_per_1000 > 0
 
 
-@pytest.mark.parametrize("model", ["vae", "ddpm"])
+@pytest.mark.parametrize("model", ["vae", "ddpm", "flow"])
 def test_the_eager_baseline_trains_the_same_objective(model: str) -> None:
     """The plain loop `ganji bench train` compares against is the same model and loss: with the same
     weights, batch and random draws, its first loss is ganji's (fp32 on the CPU), and it learns."""
-    opts = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50}}[model]
+    opts = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50}, "flow": {"base_width": 8}}[model]
     recipe = make_bench_recipe(model, 16, 8, torch.device("cpu"), "fp32", False, opts)
     x = normalise(torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8), recipe.data_range, recipe.precision)
     plain = recipe.plain_eager_step(x)  # copies the networks as they are now

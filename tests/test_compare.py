@@ -43,7 +43,7 @@ def test_compare_writes_the_report_and_says_which_model_is_missing(two_models: P
     for name in REPORT_FILES[2:]:
         assert Image.open(out / name).size[0] > 100
     data = json.loads((out / "comparison.json").read_text())
-    assert [m["model"] for m in data["models"]] == ["vae", "ddpm"] and data["missing"] == ["gan"]
+    assert [m["model"] for m in data["models"]] == ["vae", "ddpm"] and data["missing"] == ["gan", "flow"]
     for m in data["models"]:
         for key in ("parameters", "epochs", "train_seconds", "images_per_s", "sample_10k_seconds", "fid", "kid", "precision", "recall", "novelty_copies"):
             assert isinstance(m[key], (int, float)) and math.isfinite(m[key]), (m["model"], key)

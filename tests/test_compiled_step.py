@@ -22,7 +22,7 @@ from ganji.runtime.device import Precision, choose_precision
 from ganji.train.loop import normalise
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-TINY = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50}}
+TINY = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50}, "flow": {"base_width": 8}}
 
 
 def _recipe(model: str, precision: Precision):
@@ -42,7 +42,7 @@ def _steps(recipe, images: torch.Tensor, n: int) -> tuple[list[dict[str, float]]
     return losses, weights
 
 
-@pytest.mark.parametrize("model", ["vae", "ddpm"])
+@pytest.mark.parametrize("model", ["vae", "ddpm", "flow"])
 @pytest.mark.parametrize("policy", ["fp32", "bf16-channels-last"])
 def test_the_compiled_step_traces_without_graph_breaks_and_trains_like_eager(model: str, policy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Also under the numerics a GPU gets (bf16 autocast, channels_last), compiled against eager."""

@@ -12,7 +12,7 @@ from ganji.runtime.device import Precision, apply_backend_settings, choose_preci
 from ganji.train.loop import normalise
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
-TINY = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50},
+TINY = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50}, "flow": {"base_width": 8},
         "gan": {"layers": (16, 8, 8, 8), "latent_dim": 8, "disc_ratio": 1}}
 
 
@@ -21,7 +21,7 @@ def test_auto_falls_back_to_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("auto") == CPU
 
 
-@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm", "flow"])
 def test_the_cpu_gets_plain_fp32_and_a_gpu_the_fast_paths(model: str) -> None:
     cpu = choose_precision(spec(model).bf16, CPU, "auto", compile=True)
     assert (cpu.bf16, cpu.channels_last, cpu.compile) == (False, False, False)
@@ -51,7 +51,7 @@ def _recipe(model: str, precision: Precision):
     return spec(model).recipe_class()(cfg, 16, 1, 100, precision)
 
 
-@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm", "flow"])
 def test_on_the_cpu_adam_is_foreach_and_nothing_is_compiled(model: str) -> None:
     recipe = _recipe(model, choose_precision(spec(model).bf16, CPU, "auto", compile=True))
     assert not recipe.compiled
@@ -59,7 +59,7 @@ def test_on_the_cpu_adam_is_foreach_and_nothing_is_compiled(model: str) -> None:
         assert opt.defaults["foreach"] is True and not opt.defaults["fused"]
 
 
-@pytest.mark.parametrize("model", ["vae", "ddpm"])
+@pytest.mark.parametrize("model", ["vae", "ddpm", "flow"])
 def test_bf16_autocast_and_channels_last_train_like_fp32(model: str) -> None:
     """The numerics of the CUDA policy (bf16 autocast, channels_last), run on the CPU: the first
     step's loss matches fp32's to bf16 precision, and the updated weights stay close."""
@@ -84,7 +84,7 @@ def test_bf16_autocast_and_channels_last_train_like_fp32(model: str) -> None:
     assert (results["bf16"][1] - ref_params).abs().max() < 1e-2  # one Adam step moves a weight by ~lr
 
 
-@pytest.mark.parametrize("model", ["vae", "gan", "ddpm"])
+@pytest.mark.parametrize("model", ["vae", "gan", "ddpm", "flow"])
 def test_the_gpus_fused_adam_trains_like_the_cpus_foreach_adam(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A GPU gets the fused Adam kernel (Recipe.fused_adam); PyTorch also has it on the CPU, so the
     GPU's optimiser can be checked here: three steps give the foreach optimiser's weights."""

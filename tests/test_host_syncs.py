@@ -22,7 +22,7 @@ from ganji.train.loop import epoch_permutation, normalise
 
 SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_consecutive", "unique_dim", "item"}
 CPU = torch.device("cpu")
-TINY = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50},
+TINY = {"vae": {"base_width": 8, "latent_dim": 8}, "ddpm": {"base_width": 8, "timesteps": 50}, "flow": {"base_width": 8},
         "gan": {"layers": (16, 8, 8, 8), "latent_dim": 8}}
 
 
@@ -66,7 +66,7 @@ def _syncs_per_step(model: str, steps: int = 3, **options) -> list[str]:
     return counter.seen
 
 
-@pytest.mark.parametrize("model", ["vae", "ddpm"])
+@pytest.mark.parametrize("model", ["vae", "ddpm", "flow"])
 def test_vae_and_ddpm_steps_never_sync(model: str) -> None:
     assert _syncs_per_step(model) == []
 

@@ -142,6 +142,21 @@ class DDPMOptions:
         ])
 
 
+@dataclass
+class FlowOptions:
+    """Rectified flow on the DDPM's U-Net: velocity target ε - x_0, logit-normal t (ganji.recipes.flow)."""
+
+    time_sampling: str = option("logit-normal", "Training times t.", ("logit-normal", "uniform"))
+    attention: bool = option(False, "Self-attention after every U-Net block.")
+    base_width: int = option(64, "Base width; every width scales with it (the paper's 64).")
+
+    def validate(self) -> None:
+        _check([
+            (self.time_sampling in ("logit-normal", "uniform"), f"--time-sampling must be logit-normal or uniform (got {self.time_sampling!r})"),
+            *_unet_width_checks(self.base_width, self.attention),
+        ])
+
+
 # -- sampling -----------------------------------------------------------------------------------
 
 
@@ -270,7 +285,21 @@ DDPM = ModelSpec(
     ),
 )
 
-MODELS: tuple[ModelSpec, ...] = (VAE, GAN, DDPM)
+FLOW = ModelSpec(
+    name="flow", title="flow", description="rectified flow (Liu et al. 2023): the DDPM's U-Net predicting the velocity of a straight path",
+    # Not in the study: the DDPM's network, batch, learning rate, EMA and precision, for a fair comparison.
+    recipe="ganji.recipes.flow:FlowRecipe", options_type=FlowOptions, batch_size=32, lr=5e-5, ema_decay=0.9995, bf16=True,
+    quick={"epochs": 6, "time_budget": 6.0, "sample_every": 1, "batch_size": 32, "lr": 1e-3, "options": {"base_width": 16}},
+    sampling=SamplingSpec(
+        samplers=(
+            Sampler("euler", "Euler's method, one network call per step"),
+            Sampler("heun", "Heun's second-order method, two network calls per step (one on the last)"),
+        ),
+        default="heun", fast="euler",
+    ),
+)
+
+MODELS: tuple[ModelSpec, ...] = (VAE, GAN, DDPM, FLOW)
 _BY_NAME = {m.name: m for m in MODELS}
 
 

@@ -1,0 +1,192 @@
+"""Training and sampling a rectified flow (flow matching) on the DDPM's U-Net.
+
+References:
+  [RF]  Liu, Gong & Liu 2023, "Flow Straight and Fast: Learning to Generate and Transfer Data with
+        Rectified Flow", arXiv:2209.03003
+  [FM]  Lipman et al. 2023, "Flow Matching for Generative Modeling", arXiv:2210.02747
+  [SD3] Esser et al. 2024, "Scaling Rectified Flow Transformers for High-Resolution Image
+        Synthesis", arXiv:2403.03206 (logit-normal t, §3.1)
+  [EDM] Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models",
+        arXiv:2206.00364 (Heun's method, Algorithm 1)
+
+Notation: x_0 a real image in [-1, 1], ε ~ N(0, I), t ∈ [0, 1] (0 = data, 1 = noise).
+  x_t = (1 - t) x_0 + t ε                      the straight path between them ([RF] eq. 1)
+  v   = dx_t/dt = ε - x_0                      its velocity, the regression target
+  loss ‖v_θ(x_t, t) - (ε - x_0)‖²              conditional flow matching ([FM] eq. 23 with σ_min = 0)
+  t ~ logit-normal(0, 1): t = sigmoid(n), n ~ N(0, 1) (more training where the path is hardest,
+      [SD3]), or t ~ U(0, 1) (`--time-sampling uniform`, as in [RF]).
+Sampling integrates dx/dt = v_θ(x, t) from x_1 ~ N(0, I) at t = 1 down to t = 0 on `steps` equal
+steps: `euler` (one network call per step) or `heun` (Heun's second-order method, [EDM]
+Algorithm 1: two calls per step, one on the last). Both are deterministic, so nearby
+starting points give nearby kanji (interpolation).
+
+The network is the DDPM's U-Net (ganji.models.unet), its time input TIME_SCALE · t, so that the
+sinusoidal embedding sees the same range of values as the DDPM's integer timesteps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ganji.models.unet import UNet, UNetConfig
+from ganji.recipes.base import Recipe
+from ganji.recipes.registry import DEFAULT_SAMPLER_STEPS, FlowOptions, SamplerChoice
+
+TIME_SCALE = 1000.0
+
+Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t (N,) in [0, 1]) -> v_θ(x_t, t)
+
+
+def sample_time(n: int, kind: str, device: torch.device) -> torch.Tensor:
+    """n training times in (0, 1): logit-normal(0, 1) ([SD3] §3.1) or uniform ([RF])."""
+    if kind == "logit-normal":
+        return torch.sigmoid(torch.randn(n, device=device))
+    if kind == "uniform":
+        return torch.rand(n, device=device)
+    raise ValueError(f"unknown time sampling {kind!r}")
+
+
+def interpolate_path(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 - t) x_0 + t ε ([RF] eq. 1), for a batch x0 and t (N,)."""
+    t = t.reshape(-1, 1, 1, 1).to(x0.dtype)
+    return (1 - t) * x0 + t * noise
+
+
+@torch.no_grad()
+def euler_sample(velocity: Velocity, x1: torch.Tensor, steps: int, on_step: Callable[[int], None] | None = None) -> torch.Tensor:
+    """x_{t-h} = x_t - h v_θ(x_t, t) from t = 1 to 0 in `steps` equal steps h = 1/steps."""
+    x = x1.float()
+    times = torch.linspace(1.0, 0.0, steps + 1).tolist()
+    for i in range(steps):
+        t, t_next = times[i], times[i + 1]
+        x = x + (t_next - t) * velocity(x, _full(x, t))
+        if on_step is not None:
+            on_step(i)
+    return x
+
+
+@torch.no_grad()
+def heun_sample(velocity: Velocity, x1: torch.Tensor, steps: int, on_step: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Heun's method ([EDM] Algorithm 1): an Euler step to x', then the step again with the mean of
+    the velocities at both ends, except on the last step to t = 0, which stays an Euler step (as in
+    [EDM]: the velocity at t = 0 is where the path ends, x_0 itself is the answer). 2·steps - 1
+    network calls; on_step after each."""
+    x = x1.float()
+    times = torch.linspace(1.0, 0.0, steps + 1).tolist()
+    calls = 0
+
+    def called() -> None:
+        nonlocal calls
+        if on_step is not None:
+            on_step(calls)
+        calls += 1
+
+    for i in range(steps):
+        t, t_next = times[i], times[i + 1]
+        h = t_next - t
+        d = velocity(x, _full(x, t))
+        called()
+        x_euler = x + h * d
+        if t_next == 0.0:
+            x = x_euler
+        else:
+            d_next = velocity(x_euler, _full(x, t_next))
+            called()
+            x = x + h * 0.5 * (d + d_next)
+    return x
+
+
+def _full(x: torch.Tensor, t: float) -> torch.Tensor:
+    return torch.full((x.shape[0],), t, dtype=torch.float32, device=x.device)
+
+
+class FlowRecipe(Recipe):
+    model_name = "flow"
+    ema_nets = ("unet",)
+
+    def build(self) -> None:
+        o: FlowOptions = self.cfg.options
+        self.nets["unet"] = UNet(
+            UNetConfig(image_size=self.image_size, channels=self.channels, base_width=o.base_width, attention=o.attention)
+        )
+
+    def wire(self) -> None:
+        self._forward = self.parallel(self.nets["unet"])
+
+    def make_optimizers(self) -> None:
+        opt = self.adam(self.nets["unet"].parameters(), self.cfg.lr)
+        self.optimizers["unet"] = opt
+        # As the DDPM: cosine annealing per step over the whole run.
+        self.schedulers["unet"] = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.total_steps)
+
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        o: FlowOptions = self.cfg.options
+        opt = self.optimizers["unet"]
+        n, shape, fmt = x.shape[0], x.shape[1:], self.precision.memory_format()
+        # t and ε for the global batch, this rank's slice (see ganji.runtime.distributed).
+        t = self.world.draw(n, lambda m: sample_time(m, o.time_sampling, self.device))
+        noise = self.world.draw(n, lambda m: torch.empty((m, *shape), dtype=x.dtype, device=x.device, memory_format=fmt).normal_())
+        x_t = interpolate_path(x, noise, t)
+        with self.precision.autocast():
+            pred = self._forward(x_t, t * TIME_SCALE)
+        loss = F.mse_loss(pred.float(), noise - x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach()}
+
+    def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.channels, self.image_size, self.image_size, generator=generator, device=generator.device)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        noise: torch.Tensor,
+        use_ema: bool = True,
+        sampler: SamplerChoice | None = None,
+        generator: torch.Generator | None = None,
+        on_step: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        sampler = sampler or SamplerChoice("euler", DEFAULT_SAMPLER_STEPS)
+        with self.sampling_net("unet", use_ema) as net:
+
+            def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                with self.precision.autocast():
+                    return net(x_t.contiguous(memory_format=self.precision.memory_format()), t * TIME_SCALE).float()
+
+            x1 = noise.to(self.device)
+            if sampler.name == "euler":
+                return euler_sample(velocity, x1, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
+            if sampler.name == "heun":
+                return heun_sample(velocity, x1, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
+        raise ValueError(f"unknown flow sampler {sampler.name!r}")
+
+    def model_calls(self, sampler: SamplerChoice | None) -> int:
+        sampler = sampler or SamplerChoice("euler", DEFAULT_SAMPLER_STEPS)
+        steps = sampler.steps or DEFAULT_SAMPLER_STEPS
+        return 2 * steps - 1 if sampler.name == "heun" else steps
+
+    def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        x = x.float().contiguous()
+        unet = self.plain_copies()["unet"]
+        opt = torch.optim.Adam(unet.parameters(), lr=self.cfg.lr)
+        logit_normal = self.cfg.options.time_sampling == "logit-normal"
+
+        def step() -> torch.Tensor:
+            # [FM] eq. 23 on [RF]'s straight path: ‖v_θ((1-t) x₀ + t ε, t) - (ε - x₀)‖², t = σ(n) or U(0, 1).
+            t = (torch.sigmoid(torch.randn(len(x), device=x.device)) if logit_normal else torch.rand(len(x), device=x.device)).view(-1, 1, 1, 1)
+            noise = torch.randn_like(x)
+            loss = F.mse_loss(unet((1 - t) * x + t * noise, t.flatten() * TIME_SCALE), noise - x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        return step
+
+    @staticmethod
+    def describe(o: FlowOptions) -> str:
+        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, rectified flow, {o.time_sampling} t"
