@@ -55,8 +55,9 @@ def test_the_eager_baseline_trains_the_same_objective(model: str) -> None:
     torch.manual_seed(5)
     first = plain()
     assert first.item() == pytest.approx(ours.item(), rel=1e-5)
-    later = [plain() for _ in range(15)]
-    assert torch.stack(later[-5:]).mean() < first  # on one fixed batch, the loss falls
+    later = [plain() for _ in range(30)]
+    # On one fixed batch the loss falls (means of five: the diffusion and flow losses draw a new t each step).
+    assert torch.stack(later[-5:]).mean() < torch.stack([first, *later[:4]]).mean()
 
 
 def test_bench_train_times_the_eager_baseline() -> None:

@@ -19,6 +19,9 @@ from ganji.runtime.distributed import SINGLE, World, convert_sync_batchnorm
 from ganji.runtime.ema import EMA
 
 
+OnStep = Callable[[int], None]  # called with the index of each network call of an iterative sampler
+
+
 def match_parameter_layout(opt: torch.optim.Optimizer) -> None:
     """Give optimiser state the strides of its parameter (channels_last on CUDA).
 
@@ -52,6 +55,7 @@ class Recipe:
     """
 
     model_name: ClassVar[str]
+    sampling_network: ClassVar[str]  # the network (in `nets`) that `generate` samples with
     data_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
     ema_nets: ClassVar[tuple[str, ...]] = ()
     compiles: ClassVar[bool] = True  # whether torch.compile applies to this model (see GANRecipe)
@@ -102,15 +106,23 @@ class Recipe:
     def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
+    @torch.no_grad()
     def generate(
         self,
         noise: torch.Tensor,
         use_ema: bool = True,
         sampler: SamplerChoice | None = None,
         generator: torch.Generator | None = None,
-        on_step: Callable[[int], None] | None = None,
+        on_step: OnStep | None = None,
     ) -> torch.Tensor:
-        """Images in `data_range` from `noise` (see make_noise). An iterative model runs `sampler`
+        """Images in `data_range` from `noise` (see make_noise), by `sample` on the sampling network
+        (its EMA copy unless `use_ema` is False), in eval mode, without gradients."""
+        with self.sampling_net(self.sampling_network, use_ema) as net:
+            return self.sample(net, noise.to(self.device), sampler, generator, on_step)
+
+    def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
+               on_step: OnStep | None) -> torch.Tensor:
+        """Images from noise on the device with the sampling network. An iterative model runs `sampler`
         (its random draws from `generator`, on the recipe's device) and calls on_step(i) after each
         network call; a one-pass model ignores all three."""
         raise NotImplementedError
@@ -144,6 +156,13 @@ class Recipe:
         return SamplerChoice(fast, min(steps, self.max_steps(fast))) if fast else None
 
     # -- shared helpers --------------------------------------------------------------------------
+    def optimise(self, name: str, loss: torch.Tensor) -> None:
+        """One optimiser step of `self.optimizers[name]` on `loss` (gradients set to None first)."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     @property
     def fused_adam(self) -> bool:
         """The fused Adam kernel on a GPU: one launch for all parameters, and its step counters stay
@@ -191,6 +210,21 @@ class Recipe:
             sched.step()
         for ema in self.emas.values():
             ema.update(step)
+
+    def plain_adam_step(self, name: str, loss_of: Callable[[nn.Module], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        """A `plain_eager_step` for a one-network model: a plain copy of network `name`, torch's Adam
+        with its defaults at the run's learning rate, and the loss `loss_of(net)`."""
+        net = self.plain_copies()[name]
+        opt = torch.optim.Adam(net.parameters(), lr=self.cfg.lr)
+
+        def step() -> torch.Tensor:
+            loss = loss_of(net)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        return step
 
     def plain_copies(self) -> dict[str, nn.Module]:
         """fp32, contiguous, training-mode copies of the networks (for `plain_eager_step`)."""

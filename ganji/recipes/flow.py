@@ -30,10 +30,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from ganji.models.unet import UNet, UNetConfig
-from ganji.recipes.base import Recipe
+from ganji.recipes.base import OnStep
 from ganji.recipes.registry import DEFAULT_SAMPLER_STEPS, FlowOptions, SamplerChoice
+from ganji.recipes.unet_recipe import UNetRecipe
 
 TIME_SCALE = 1000.0
 
@@ -103,65 +104,29 @@ def _full(x: torch.Tensor, t: float) -> torch.Tensor:
     return torch.full((x.shape[0],), t, dtype=torch.float32, device=x.device)
 
 
-class FlowRecipe(Recipe):
+class FlowRecipe(UNetRecipe):
     model_name = "flow"
-    ema_nets = ("unet",)
-
-    def build(self) -> None:
-        o: FlowOptions = self.cfg.options
-        self.nets["unet"] = UNet(
-            UNetConfig(image_size=self.image_size, channels=self.channels, base_width=o.base_width, attention=o.attention)
-        )
-
-    def wire(self) -> None:
-        self._forward = self.parallel(self.nets["unet"])
-
-    def make_optimizers(self) -> None:
-        opt = self.adam(self.nets["unet"].parameters(), self.cfg.lr)
-        self.optimizers["unet"] = opt
-        # As the DDPM: cosine annealing per step over the whole run.
-        self.schedulers["unet"] = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.total_steps)
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         o: FlowOptions = self.cfg.options
-        opt = self.optimizers["unet"]
-        n, shape, fmt = x.shape[0], x.shape[1:], self.precision.memory_format()
         # t and ε for the global batch, this rank's slice (see ganji.runtime.distributed).
-        t = self.world.draw(n, lambda m: sample_time(m, o.time_sampling, self.device))
-        noise = self.world.draw(n, lambda m: torch.empty((m, *shape), dtype=x.dtype, device=x.device, memory_format=fmt).normal_())
+        t = self.world.draw(x.shape[0], lambda m: sample_time(m, o.time_sampling, self.device))
+        noise = self.draw_noise(x)
         x_t = interpolate_path(x, noise, t)
         with self.precision.autocast():
             pred = self._forward(x_t, t * TIME_SCALE)
         loss = F.mse_loss(pred.float(), noise - x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self.optimise("unet", loss)
         return {"loss": loss.detach()}
 
-    def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, self.channels, self.image_size, self.image_size, generator=generator, device=generator.device)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        noise: torch.Tensor,
-        use_ema: bool = True,
-        sampler: SamplerChoice | None = None,
-        generator: torch.Generator | None = None,
-        on_step: Callable[[int], None] | None = None,
-    ) -> torch.Tensor:
+    def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
+               on_step: OnStep | None) -> torch.Tensor:
         sampler = sampler or SamplerChoice("euler", DEFAULT_SAMPLER_STEPS)
-        with self.sampling_net("unet", use_ema) as net:
-
-            def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                with self.precision.autocast():
-                    return net(x_t.contiguous(memory_format=self.precision.memory_format()), t * TIME_SCALE).float()
-
-            x1 = noise.to(self.device)
-            if sampler.name == "euler":
-                return euler_sample(velocity, x1, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
-            if sampler.name == "heun":
-                return heun_sample(velocity, x1, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
+        velocity = self.network_fn(net, TIME_SCALE)
+        if sampler.name == "euler":
+            return euler_sample(velocity, noise, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
+        if sampler.name == "heun":
+            return heun_sample(velocity, noise, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
         raise ValueError(f"unknown flow sampler {sampler.name!r}")
 
     def model_calls(self, sampler: SamplerChoice | None) -> int:
@@ -171,21 +136,15 @@ class FlowRecipe(Recipe):
 
     def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
         x = x.float().contiguous()
-        unet = self.plain_copies()["unet"]
-        opt = torch.optim.Adam(unet.parameters(), lr=self.cfg.lr)
         logit_normal = self.cfg.options.time_sampling == "logit-normal"
 
-        def step() -> torch.Tensor:
+        def loss(unet: nn.Module) -> torch.Tensor:
             # [FM] eq. 23 on [RF]'s straight path: ‖v_θ((1-t) x₀ + t ε, t) - (ε - x₀)‖², t = σ(n) or U(0, 1).
             t = (torch.sigmoid(torch.randn(len(x), device=x.device)) if logit_normal else torch.rand(len(x), device=x.device)).view(-1, 1, 1, 1)
             noise = torch.randn_like(x)
-            loss = F.mse_loss(unet((1 - t) * x + t * noise, t.flatten() * TIME_SCALE), noise - x)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss.detach()
+            return F.mse_loss(unet((1 - t) * x + t * noise, t.flatten() * TIME_SCALE), noise - x)
 
-        return step
+        return self.plain_adam_step("unet", loss)
 
     @staticmethod
     def describe(o: FlowOptions) -> str:

@@ -22,10 +22,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ganji.errors import GanjiError
 from ganji.models.gan import Discriminator, GANConfig, Generator
-from ganji.recipes.base import Recipe
+from ganji.recipes.base import OnStep, Recipe
 from ganji.recipes.registry import GANOptions, SamplerChoice
 
 
@@ -71,6 +72,7 @@ def gradient_penalty(disc, real: torch.Tensor, fake: torch.Tensor, eps: torch.Te
 class GANRecipe(Recipe):
     model_name = "gan"
     ema_nets = ("generator",)
+    sampling_network = "generator"
     compiles = False
 
     def build(self) -> None:
@@ -110,7 +112,6 @@ class GANRecipe(Recipe):
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         o: GANOptions = self.cfg.options
-        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
         n = x.shape[0]
         use_gp = o.gp > 0 and o.loss != "bce"
         d_steps = 0
@@ -127,9 +128,7 @@ class GANRecipe(Recipe):
                 if use_gp:
                     eps = world.draw(n, lambda m: torch.rand(m, 1, 1, 1, device=x.device, dtype=x.dtype))
                     loss_d = loss_d + o.gp * gradient_penalty(d, x, fake, eps).float()
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+            self.optimise("discriminator", loss_d)
             d_steps += 1
             acc = discriminator_accuracy(o.loss, d_real.detach(), d_fake.detach())
             # The original's early stop of D steps: one host sync per D step, only when it can matter;
@@ -142,9 +141,7 @@ class GANRecipe(Recipe):
         with self.precision.autocast(), (d.no_sync() if world.distributed else contextlib.nullcontext()):
             d_gen = d(g(z)).float()
             loss_g = generator_loss(o.loss, d_gen)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        self.optimise("generator", loss_g)
         return {
             "loss_d": loss_d.detach(),
             "loss_g": loss_g.detach(),
@@ -155,18 +152,10 @@ class GANRecipe(Recipe):
     def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.cfg.options.latent_dim, generator=generator, device=generator.device)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        noise: torch.Tensor,
-        use_ema: bool = True,
-        sampler: SamplerChoice | None = None,
-        generator: torch.Generator | None = None,
-        on_step: Callable[[int], None] | None = None,
-    ) -> torch.Tensor:
-        with self.sampling_net("generator", use_ema) as net, self.precision.autocast():
-            images = net(noise.to(self.device))
-        return images.float()
+    def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
+               on_step: OnStep | None) -> torch.Tensor:
+        with self.precision.autocast():
+            return net(noise).float()
 
     def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
         x = x.float().contiguous()

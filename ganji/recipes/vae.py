@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganji.models.vae import VAE, VAEConfig
-from ganji.recipes.base import Recipe
+from ganji.recipes.base import OnStep, Recipe
 from ganji.recipes.registry import SamplerChoice, VAEOptions
 from ganji.runtime.distributed import World
 
@@ -41,6 +41,7 @@ class VAERecipe(Recipe):
     model_name = "vae"
     data_range = (0.0, 1.0)
     ema_nets = ("vae",)
+    sampling_network = "vae"
 
     def build(self) -> None:
         o: VAEOptions = self.cfg.options
@@ -57,7 +58,6 @@ class VAERecipe(Recipe):
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         o: VAEOptions = self.cfg.options
-        opt = self.optimizers["vae"]
         with self.precision.autocast():
             logits, mu, logvar = self._forward(x)
         n = x.shape[0]
@@ -65,45 +65,29 @@ class VAERecipe(Recipe):
         mu, logvar = mu.float(), logvar.float()
         kl = -0.5 * torch.sum(1 + logvar - mu.square() - logvar.exp()) / n
         loss = recon + o.beta * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self.optimise("vae", loss)
         return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
 
     def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.cfg.options.latent_dim, generator=generator, device=generator.device)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        noise: torch.Tensor,
-        use_ema: bool = True,
-        sampler: SamplerChoice | None = None,
-        generator: torch.Generator | None = None,
-        on_step: Callable[[int], None] | None = None,
-    ) -> torch.Tensor:
-        with self.sampling_net("vae", use_ema) as net, self.precision.autocast():
-            logits = net.decode(noise.to(self.device))
+    def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
+               on_step: OnStep | None) -> torch.Tensor:
+        with self.precision.autocast():
+            logits = net.decode(noise)
         return torch.sigmoid(logits.float())
 
     def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
-        x = x.float().contiguous()
-        vae = self.plain_copies()["vae"]
-        opt = torch.optim.Adam(vae.parameters(), lr=self.cfg.lr)
-        beta = self.cfg.options.beta
+        x, beta = x.float().contiguous(), self.cfg.options.beta
 
-        def step() -> torch.Tensor:
+        def loss(vae: nn.Module) -> torch.Tensor:
             # Negative ELBO: Σ BCE(x̂, x) + β KL(q(z|x) ‖ N(0, I)), per image (Kingma & Welling 2014).
             logits, mu, logvar = vae(x)
             recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
             kl = -0.5 * torch.sum(1 + logvar - mu.square() - logvar.exp()) / len(x)
-            opt.zero_grad()
-            loss = recon + beta * kl
-            loss.backward()
-            opt.step()
-            return loss.detach()
+            return recon + beta * kl
 
-        return step
+        return self.plain_adam_step("vae", loss)
 
     @staticmethod
     def describe(o: VAEOptions) -> str:
