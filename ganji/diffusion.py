@@ -4,6 +4,10 @@ References (equation numbers below are these papers'):
   [DDPM]  Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models", arXiv:2006.11239
   [IDDPM] Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models", arXiv:2102.09672
   [DDIM]  Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models", arXiv:2010.02502
+  [V]     Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion Models", arXiv:2202.00512
+  [MSNR]  Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", arXiv:2303.09556
+  [DPM++] Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+          Models", arXiv:2211.01095
 
 Notation [DDPM]:
   β_t    variance of the noise added at step t       α_t = 1 - β_t       ᾱ_t = Π_{s≤t} α_s
@@ -43,6 +47,10 @@ __all__ = [
     "ddim_sample",
     "ddim_timesteps",
     "ddpm_sample",
+    "dpm_solver_sample",
+    "eps_from_prediction",
+    "min_snr_weight",
+    "prediction_target",
     "q_sample",
     "ANCESTRAL",
     "sampling_steps",
@@ -243,6 +251,97 @@ def ddim_sample(
     return x
 
 
+# -- what the network predicts, and how its loss is weighted -----------------------------------------
+# With α_t = √ᾱ_t and σ_t = √(1-ᾱ_t), x_t = α_t x_0 + σ_t ε. The network may predict
+#   eps: ε (the paper's),   x0: x_0,   v: α_t ε - σ_t x_0   ([V] §4, "v-parameterisation");
+# the samplers take ε, recovered from either: ε = (x_t - α_t x̂_0) / σ_t, and from v: ε = σ_t x_t + α_t v.
+
+
+def prediction_target(prediction: str, schedule: NoiseSchedule, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """The training target for the network's `prediction` (eps | x0 | v)."""
+    if prediction == "eps":
+        return noise
+    if prediction == "x0":
+        return x0
+    if prediction == "v":
+        return _at(schedule.sqrt_alphas_cumprod, t) * noise - _at(schedule.sqrt_one_minus_alphas_cumprod, t) * x0
+    raise ValueError(f"unknown prediction {prediction!r}: use eps, x0 or v")
+
+
+def eps_from_prediction(prediction: str, schedule: NoiseSchedule, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+    """ε̂ from the network's output `out` for `prediction` (eps | x0 | v), at x_t and t (N,)."""
+    if prediction == "eps":
+        return out
+    alpha, sigma = _at(schedule.sqrt_alphas_cumprod, t), _at(schedule.sqrt_one_minus_alphas_cumprod, t)
+    if prediction == "x0":
+        return (x_t - alpha * out) / sigma
+    if prediction == "v":
+        return sigma * x_t + alpha * out
+    raise ValueError(f"unknown prediction {prediction!r}: use eps, x0 or v")
+
+
+def min_snr_weight(prediction: str, schedule: NoiseSchedule, t: Tensor, gamma: float) -> Tensor:
+    """Per-sample loss weights (N,) of min-SNR-γ ([MSNR] eq. 9-10): the x_0-loss weight min(SNR_t, γ),
+    with SNR_t = ᾱ_t / (1-ᾱ_t), expressed for the loss of each prediction: ÷ SNR_t for ε, ÷ (SNR_t + 1)
+    for v, as is for x_0. It keeps the nearly clean timesteps from dominating the gradient."""
+    abar = schedule.alphas_cumprod.gather(0, t.long())
+    snr = abar / (1 - abar)
+    clipped = snr.clamp(max=gamma)
+    if prediction == "eps":
+        return clipped / snr
+    if prediction == "v":
+        return clipped / (snr + 1)
+    if prediction == "x0":
+        return clipped
+    raise ValueError(f"unknown prediction {prediction!r}: use eps, x0 or v")
+
+
+@torch.no_grad()
+def dpm_solver_sample(
+    model: ModelFn,
+    schedule: NoiseSchedule,
+    x_T: Tensor,
+    steps: int = DEFAULT_DDIM_STEPS,
+    on_step: Callable[[int], None] | None = None,
+) -> Tensor:
+    """DPM-Solver++(2M) ([DPM++] Algorithm 2): a second-order multistep solver of the probability-flow
+    ODE in data prediction, over the subsequence `ddim_timesteps(T, steps)` (one network call each).
+
+    With λ_t = log(α_t / σ_t), h_i = λ_{t_i} - λ_{t_{i-1}}, and x̂_0 from ε_θ (clipped to [-1, 1], as
+    the other samplers):
+        first step:  x_{t_i} = (σ_{t_i} / σ_{t_{i-1}}) x_{t_{i-1}} - α_{t_i} (e^{-h_i} - 1) x̂_0^{(i-1)}
+        then, with r = h_{i-1} / h_i and D = (1 + 1/(2r)) x̂_0^{(i-1)} - 1/(2r) x̂_0^{(i-2)}, the same
+        update with D in place of x̂_0^{(i-1)};
+        the last update (into t = 0) is first order again: its h is several times the one before, and
+        the extrapolation D overshoots (on Gaussian data with exact ε̂, 20 steps: error 0.041 with it,
+        0.006 without, against DDIM's 0.024; diffusers' DPMSolverMultistep does the same,
+        `lower_order_final`).
+    The call at the last timestep (t = 0) returns its x̂_0, as DDIM does. Deterministic; on_step(i)
+    after each of the `steps` network calls.
+    """
+    seq = ddim_timesteps(schedule.timesteps, steps)
+    sqrt_abar = schedule.sqrt_alphas_cumprod.tolist()
+    sqrt_one_minus_abar = schedule.sqrt_one_minus_alphas_cumprod.tolist()
+    lam = [math.log(a / s) for a, s in zip(sqrt_abar, sqrt_one_minus_abar)]  # λ_t
+    x = x_T.float()
+    x0_prev: Tensor | None = None
+    for i, t in enumerate(seq):
+        x0 = _predict_x0(x, _eps(model, x, t), sqrt_abar[t], sqrt_one_minus_abar[t])
+        if on_step is not None:
+            on_step(i)
+        if i + 1 == len(seq):
+            return x0
+        t_next = seq[i + 1]
+        h = lam[t_next] - lam[t]
+        d = x0
+        if x0_prev is not None and i + 2 < len(seq):
+            r = (lam[t] - lam[seq[i - 1]]) / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        x = (sqrt_one_minus_abar[t_next] / sqrt_one_minus_abar[t]) * x - sqrt_abar[t_next] * math.expm1(-h) * d
+        x0_prev = x0
+    return x
+
+
 ANCESTRAL = ("ancestral", "ddpm")  # Algorithm 2's sampler; `ddpm` is its old name
 
 
@@ -250,6 +349,6 @@ def sampling_steps(sampler: str, steps: int | None, schedule: NoiseSchedule) -> 
     """How many model calls a sampler makes per batch: ancestral → T; ddim → `steps` (default 50)."""
     if sampler in ANCESTRAL:
         return schedule.timesteps
-    if sampler == "ddim":
+    if sampler in ("ddim", "dpm"):
         return DEFAULT_DDIM_STEPS if steps is None else steps
-    raise ValueError(f"unknown sampler {sampler!r}: use 'ancestral' (or 'ddpm') or 'ddim'")
+    raise ValueError(f"unknown sampler {sampler!r}: use 'ancestral' (or 'ddpm'), 'ddim' or 'dpm'")

@@ -57,8 +57,14 @@ class ProgressBar(TrainingObserver):
         self.progress.stop()
 
 
+BRIGHTNESS = ("fake_mean", "real_mean", "fake_dark", "real_dark")  # a GAN's fakes against its data
+
+
 def stats_text(losses: dict[str, float], images_per_s: float) -> str:
-    parts = [f"{k} {v:.4g}" for k, v in losses.items() if k != "d_steps"]
+    parts = [f"{k} {v:.4g}" for k, v in losses.items() if k != "d_steps" and k not in BRIGHTNESS]
+    if all(k in losses for k in BRIGHTNESS):
+        parts.append(f"fake/real mean {losses['fake_mean']:+.2f}/{losses['real_mean']:+.2f} "
+                     f"dark {100 * losses['fake_dark']:.0f}%/{100 * losses['real_dark']:.0f}%")
     return "  ".join(parts + [f"{images_per_s:,.1f} img/s"])
 
 

@@ -9,6 +9,14 @@ Linear(width x size/8 x size/8 -> 1). Xavier-uniform init on Conv2d and Linear, 
 `dcgan`: the standard DCGAN (Radford et al. 2016) with 4x4 kernels, BatchNorm, ReLU/Tanh in G and
 LeakyReLU 0.2 in D, widths `layers` in G and reversed in D, N(0, 0.02) initialisation.
 `spectral_norm` wraps the discriminator's Conv2d and Linear layers (Miyato et al. 2018).
+
+`output_norm=False` (resnet) drops BatchNorm from the generator's last block, the one that makes the
+single output channel. With batch statistics there, the output before tanh is a per-batch
+standardised map (mean β, std γ): by Cantelli's inequality at most γ²/(γ² + 1.47²) of the pixels can
+lie below tanh⁻¹(-0.9) ≈ -1.47 (about 32% at γ = 1), while every real kanji is at least half dark
+background. Fakes start out bright, the discriminator separates them by brightness alone, and the
+generator needs thousands of steps of β and γ to lift the cap: the paper-size GAN's collapse (see
+the quality notes in the README).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ class GANConfig:
     layers: tuple[int, ...] = (512, 256, 128, 64)
     arch: str = "resnet"  # resnet | dcgan
     spectral_norm: bool = False
+    output_norm: bool = True  # resnet: BatchNorm in G's last block (the paper's); see Generator
     image_size: int = 64
     channels: int = 1
 
@@ -42,8 +51,9 @@ class GANConfig:
             raise ValueError("latent_dim must be at least 1")
 
 
-def _gen_block(cin: int, cout: int, stride: int = 2) -> ResidualBlock:
-    return ResidualBlock(cin, cout, stride, transpose=True, norm=True, act="relu", act_after_sum=False)
+def _gen_block(cin: int, cout: int, stride: int = 2, norm: bool = True) -> ResidualBlock:
+    # Without BatchNorm, the convolutions get biases (nothing re-centres them).
+    return ResidualBlock(cin, cout, stride, transpose=True, norm=norm, act="relu", act_after_sum=False, bias=not norm)
 
 
 def _disc_block(cin: int, cout: int, stride: int = 2) -> ResidualBlock:
@@ -61,7 +71,7 @@ class Generator(nn.Module):
             self.side = cfg.image_size // 2 ** len(L)
             self.input = nn.Linear(cfg.latent_dim, L[0] * self.side**2, bias=False)
             blocks = [_gen_block(a, b) for a, b in zip(L[:-1], L[1:])]
-            blocks += [_gen_block(L[-1], L[-1]), _gen_block(L[-1], cfg.channels, stride=1), nn.Tanh()]
+            blocks += [_gen_block(L[-1], L[-1]), _gen_block(L[-1], cfg.channels, stride=1, norm=cfg.output_norm), nn.Tanh()]
             self.body = nn.Sequential(*blocks)
             xavier_init(self)
         else:

@@ -1,8 +1,12 @@
-"""Training and sampling the DDPM (Ho et al. 2020) as in the GANji study.
+"""Training and sampling the DDPM (Ho et al. 2020) as in the GANji study, with modern options.
 
 Training (Algorithm 1): t ~ U{0..T-1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε, loss ‖ε - ε_θ(x_t, t)‖².
-Sampling: `ancestral` over all T steps (Algorithm 2; the old name `ddpm` is an alias) or `ddim`
-(Song et al. 2021) with fewer steps.
+Options (paper defaults: `eps`, `none`): the network may predict v or x_0 instead (`--prediction`,
+ganji.diffusion.prediction_target), and the per-timestep loss may be weighted by min-SNR-γ
+(`--loss-weighting min-snr`, ganji.diffusion.min_snr_weight).
+Sampling: `ancestral` over all T steps (Algorithm 2; the old name `ddpm` is an alias), `ddim`
+(Song et al. 2021) or `dpm` (DPM-Solver++(2M), Lu et al. 2022) with fewer steps; every sampler gets
+ε̂ from the network's prediction.
 """
 
 from __future__ import annotations
@@ -13,7 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganji.diffusion import DEFAULT_DDIM_STEPS, NoiseSchedule, ddim_sample, ddpm_sample, q_sample, sampling_steps
+from ganji.diffusion import (
+    DEFAULT_DDIM_STEPS,
+    NoiseSchedule,
+    ddim_sample,
+    ddpm_sample,
+    dpm_solver_sample,
+    eps_from_prediction,
+    min_snr_weight,
+    prediction_target,
+    q_sample,
+    sampling_steps,
+)
 from ganji.recipes.base import OnStep
 from ganji.recipes.registry import DDPMOptions, SamplerChoice
 from ganji.recipes.unet_recipe import UNetRecipe
@@ -34,14 +49,26 @@ class DDPMRecipe(UNetRecipe):
         x_t = q_sample(self.schedule, x, t, noise)
         with self.precision.autocast():
             pred = self._forward(x_t, t)
-        loss = F.mse_loss(pred.float(), noise)
+        o: DDPMOptions = self.cfg.options
+        target = prediction_target(o.prediction, self.schedule, x, noise, t)
+        if o.loss_weighting == "none":
+            loss = F.mse_loss(pred.float(), target)
+        else:  # min-SNR-γ: a weight per image on its mean squared error
+            per_image = (pred.float() - target).square().flatten(1).mean(1)
+            loss = (min_snr_weight(o.prediction, self.schedule, t, o.min_snr_gamma) * per_image).mean()
         self.optimise("unet", loss)
         return {"loss": loss.detach()}
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
                on_step: OnStep | None) -> torch.Tensor:
         sampler = sampler or SamplerChoice("ancestral")
-        eps = self.network_fn(net)
+        out, prediction = self.network_fn(net), self.cfg.options.prediction
+
+        def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return eps_from_prediction(prediction, self.schedule, out(x_t, t), x_t, t)
+
+        if sampler.name == "dpm":
+            return dpm_solver_sample(eps, self.schedule, noise, steps=sampler.steps or DEFAULT_DDIM_STEPS, on_step=on_step)
         if sampler.name == "ddim":
             return ddim_sample(eps, self.schedule, noise, steps=sampler.steps or DEFAULT_DDIM_STEPS, eta=sampler.eta,
                                generator=generator, on_step=on_step)
@@ -71,4 +98,6 @@ class DDPMRecipe(UNetRecipe):
 
     @staticmethod
     def describe(o: DDPMOptions) -> str:
-        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, T={o.timesteps} {o.schedule}"
+        modern = (f", {o.prediction}-prediction" if o.prediction != "eps" else "") + (
+            f", min-SNR-{o.min_snr_gamma:g}" if o.loss_weighting == "min-snr" else "")
+        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, T={o.timesteps} {o.schedule}{modern}"

@@ -95,6 +95,7 @@ class GANOptions:
     disc_ratio: int = option(5, "Most D steps per G step (fewer once D accuracy > 0.9).")
     disc_acc_stop: float = 0.9
     spectral_norm: bool = option(False, "Spectral norm on D's layers.")
+    output_norm: bool = option(True, "resnet: BatchNorm in G's output block, as the paper; --no-output-norm avoids its collapse (README).")
     # From this epoch on (1-based count of finished epochs; 0 = never), G's BatchNorm layers run in
     # inference mode with their running statistics frozen. The study's code did this by accident:
     # its epoch-end sampling called `self.eval()` under Lightning 2, which never switches back, so
@@ -133,9 +134,15 @@ class DDPMOptions:
     schedule: str = option("cosine", "Noise schedule.", ("cosine", "linear"))
     attention: bool = option(False, "Self-attention after every U-Net block.")
     base_width: int = option(64, "Base width; every width scales with it (the paper's 64).")
+    prediction: str = option("eps", "What the U-Net predicts: the noise (the paper's), v (Salimans & Ho 2022) or x0.", ("eps", "v", "x0"))
+    loss_weighting: str = option("none", "Loss weight per timestep: none (the paper's) or min-snr (Hang et al. 2023).", ("none", "min-snr"))
+    min_snr_gamma: float = option(5.0, "γ of --loss-weighting min-snr.")
 
     def validate(self) -> None:
         _check([
+            (self.prediction in ("eps", "v", "x0"), f"--prediction must be eps, v or x0 (got {self.prediction!r})"),
+            (self.loss_weighting in ("none", "min-snr"), f"--loss-weighting must be none or min-snr (got {self.loss_weighting!r})"),
+            (_finite(self.min_snr_gamma) and self.min_snr_gamma > 0, f"--min-snr-gamma must be a finite number > 0 (got {self.min_snr_gamma})"),
             within("--timesteps", self.timesteps, 2, MAX_TIMESTEPS),
             (self.schedule in ("cosine", "linear"), f"--schedule must be cosine or linear (got {self.schedule!r})"),
             *_unet_width_checks(self.base_width, self.attention),
@@ -280,6 +287,7 @@ DDPM = ModelSpec(
         samplers=(
             Sampler("ancestral", "all T steps (Ho et al. 2020, Algorithm 2)", chooses_steps=False, deterministic=False),
             Sampler("ddim", "DDIM (Song et al. 2021) with --steps steps; --eta adds noise", takes_eta=True),
+            Sampler("dpm", "DPM-Solver++(2M) (Lu et al. 2022): second order, for few --steps (10-25)"),
         ),
         default="ancestral", fast="ddim", aliases={"ddpm": "ancestral"},
     ),
