@@ -50,6 +50,8 @@ def test_compare_writes_the_report_and_says_which_model_is_missing(two_models: P
         assert m["epochs"] == 2 and m["parameters"] > 0 and m["n"] == 32
     md = (out / "comparison.md").read_text()
     assert "| vae |" in md and "| ddpm |" in md and "ganji train gan" in md
+    assert "| *real, held out* |" in md and "| *real, another font* | Noto Sans CJK JP |" in md and "x font" in md
+    assert [r["model"] for r in data["references"]] == ["real, held out", "real, another font"]
     # The terminal table names every compared model.
     assert "vae" in proc.stdout and "ddpm" in proc.stdout and "FID" in proc.stdout
 

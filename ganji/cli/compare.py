@@ -31,17 +31,31 @@ def parse_runs(text: str | None) -> dict[str, str | None]:
     return runs
 
 
-def result_table(rows: list) -> Table:
+def result_table(rows: list, references: list | None = None) -> Table:
+    """Models, then the reference rows of real kanji; "x font": FID in multiples of the another-font row's."""
+    from ganji.report.study import font_fid
+
+    references = references or []
     table = Table(title="ganji compare")
-    cols = ("model", "configuration", "params", "epochs", "train min", "img/s", "device", "sample 10k s", "FID", "KID x1000", "prec.", "recall", "copies")
+    cols = ("model", "configuration", "params", "epochs", "train min", "img/s", "device", "sample 10k s", "FID", "x font", "KID x1000",
+            "prec.", "recall", "copies")
     for c in cols:
         table.add_column(c, justify="left" if c in ("model", "configuration", "device") else "right", overflow="fold")
-    for r in rows:
+
+    def ratio(s) -> str:
+        unit = font_fid(references, s.dataset)
+        return f"{s.fid / unit:.1f}" if unit else "-"
+
+    for i, r in enumerate(rows):
         s = r.score
         table.add_row(
             r.model, r.config, f"{r.parameters:,}", f"{r.epochs:.3g}", f"{r.train_seconds / 60:.1f}", f"{r.images_per_s:,.1f}", r.device,
-            f"{r.sample_10k_seconds:,.1f}", f"{s.fid:.3f}", f"{s.kid:.2f}", f"{s.precision:.3f}", f"{s.recall:.3f}", f"{100 * s.novelty_copies:.1f}%",
+            f"{r.sample_10k_seconds:,.1f}", f"{s.fid:.3f}", ratio(s), f"{s.kid:.2f}", f"{s.precision:.3f}", f"{s.recall:.3f}",
+            f"{100 * s.novelty_copies:.1f}%", end_section=bool(references) and i + 1 == len(rows),
         )
+    for s in references:
+        table.add_row(s.model, s.details.get("font", f"{s.n:,} other kanji"), "", "", "", "", "", "", f"{s.fid:.3f}", ratio(s), f"{s.kid:.2f}",
+                      f"{s.precision:.3f}", f"{s.recall:.3f}", f"{100 * s.novelty_copies:.1f}%", style="dim")
     return table
 
 
@@ -56,6 +70,7 @@ def compare_command(
     steps: Annotated[int | None, typer.Option(help="Steps of the step-choosing samplers \\[default: 50; 20 with --train quick].", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for every model).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    reference_font: Annotated[Path | None, typer.Option(help="Font for the 'real, another font' row \\[default: Noto Sans CJK JP, if `noto-cjk-sans-jp-regular` is installed].", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model) instead of the table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     home: HomeOption = None,
@@ -65,7 +80,7 @@ def compare_command(
     from ganji.home import cache_dir
     from ganji.cli.train_display import ProgressBar, summary_table
     from ganji.report.presets import PRESET_EVAL_N, PRESET_STEPS, PRESETS
-    from ganji.report.study import measure, missing_models, train_missing, write_report
+    from ganji.report.study import measure, measure_references, missing_models, train_missing, write_report
     from ganji.runtime.device import resolve_device
 
     if train is not None and train not in PRESETS:
@@ -102,9 +117,12 @@ def compare_command(
 
     with progress:
         rows, pictures = measure(root, present, extractor, n, sampler=sampler, steps=steps, seed=seed, device=device, track=track)
-    files = write_report(out, rows, pictures, train, missing)
+        references, notes = measure_references(root, rows, extractor, n, reference_font, track)
+    for note in notes:
+        err_console.print(note)
+    files = write_report(out, rows, pictures, train, missing, references)
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return
-    console.print(result_table(rows))
+    console.print(result_table(rows, references))
     console.print(f"report: {files[0]} (+ {', '.join(f.name for f in files[1:])})")

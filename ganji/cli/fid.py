@@ -23,14 +23,23 @@ _PANEL_HOW = "How"
 
 
 def score_table(scores: list) -> Table:
+    """Models first, then the reference rows of real kanji; "x font": FID over the another-font row's."""
+    from ganji.metrics.references import HELD_OUT, OTHER_FONT
+
+    font_fid = {s.dataset: s.fid for s in scores if s.model == OTHER_FONT}
     table = Table(title="Sample quality (lower FID/KID is better; higher precision/recall; copies should be ~0%)")
-    for col in ("model", "run", "n", "features", "FID", "KID x1000", "precision", "recall", "copies", "seconds"):
+    cols = ("model", "run", "n", "features", "FID", "x font", "KID x1000", "precision", "recall", "copies", "seconds")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("model", "run", "features") else "right")
-    for s in scores:
+    for i, s in enumerate(scores):
+        real = s.model in (HELD_OUT, OTHER_FONT)
+        where = s.run or str(s.details.get("folder", "") or s.details.get("font", ""))
+        ratio = f"{s.fid / font_fid[s.dataset]:.1f}" if font_fid.get(s.dataset) else "-"
         table.add_row(
-            s.model, s.run or str(s.details.get("folder", "")), f"{s.n:,}", s.extractor, f"{s.fid:.3f}",
+            s.model, where, f"{s.n:,}", s.extractor, f"{s.fid:.3f}", ratio,
             f"{s.kid:.3f} ± {s.kid_std:.3f}", f"{s.precision:.3f}", f"{s.recall:.3f}",
             f"{100 * s.novelty_copies:.1f}%", f"{s.seconds:.1f}",
+            style="dim" if real else None, end_section=not real and i + 1 < len(scores) and scores[i + 1].model in (HELD_OUT, OTHER_FONT),
         )
     return table
 
@@ -51,7 +60,9 @@ def fid_command(
     seed: Annotated[int, typer.Option(help="Sampling seed.", rich_help_panel=_PANEL_HOW)] = 0,
     batch_size: Annotated[int, typer.Option(help="Images generated at once.", rich_help_panel=_PANEL_HOW)] = 250,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_PANEL_HOW)] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model) instead of a table.")] = False,
+    references: Annotated[bool, typer.Option("--references/--no-references", help="Also score real kanji at the same n: held out of the comparison, and drawn in another font (the scale to read the models' numbers on).", rich_help_panel=_PANEL_HOW)] = True,
+    reference_font: Annotated[Path | None, typer.Option(help="Font for the 'real, another font' row \\[default: Noto Sans CJK JP, if `noto-cjk-sans-jp-regular` is installed].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model, then the reference rows) instead of a table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     home: HomeOption = None,
 ) -> None:
@@ -101,6 +112,15 @@ def fid_command(
                 evaluate_run(root, m, run, extractor, n, seed=seed, sampler=sampler, steps=steps, batch_size=batch_size, device=device,
                              track=track, strict=not all_models)
             )
+        if references:
+            from ganji.data.store import load_dataset
+            from ganji.metrics.references import reference_scores
+
+            for name in dict.fromkeys(s.dataset for s in scores):
+                rows, missing = reference_scores(root, load_dataset(root, name), extractor, n, reference_font, track)
+                scores += rows
+                if missing:
+                    err_console.print(missing)
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in scores], indent=2))
     else:

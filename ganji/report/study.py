@@ -166,8 +166,25 @@ def measure(
     return rows, pictures
 
 
-def write_report(out: Path, rows: list[RunSummary], pictures: list[ModelPictures], preset: str | None, missing: list[str]) -> list[Path]:
+def measure_references(home: Path, rows: list[RunSummary], extractor: Any, n: int, font: Path | None = None,
+                       track: Track = _no_track) -> tuple[list[Score], list[str]]:
+    """Stage 2b: the reference rows of real kanji (ganji.metrics.references) for each compared dataset,
+    at the models' n; and notes on rows that could not be made."""
+    from ganji.data.store import load_dataset
+    from ganji.metrics.references import reference_scores
+
+    scores, notes = [], []
+    for name in dict.fromkeys(r.score.dataset for r in rows):
+        found, missing = reference_scores(home, load_dataset(home, name), extractor, n, font, track)
+        scores += found
+        notes += [missing] if missing else []
+    return scores, notes
+
+
+def write_report(out: Path, rows: list[RunSummary], pictures: list[ModelPictures], preset: str | None, missing: list[str],
+                 references: list[Score] | None = None) -> list[Path]:
     """Stage 3: the report folder. Returns the files written."""
+    references = references or []
     out.mkdir(parents=True, exist_ok=True)
     samples_figure(pictures, out / "samples.png")
     progress_figure(pictures, out / "progress.png")
@@ -176,12 +193,21 @@ def write_report(out: Path, rows: list[RunSummary], pictures: list[ModelPictures
     devices = sorted({r.device for r in rows})
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     write_json_atomic(out / "comparison.json", {"date": stamp, "preset": preset, "devices": devices, "missing": missing,
-                                                "models": [r.to_json() for r in rows]})
-    write_text_atomic(out / "comparison.md", markdown(rows, preset, devices, stamp, missing))
+                                                "models": [r.to_json() for r in rows], "references": [s.to_json() for s in references]})
+    write_text_atomic(out / "comparison.md", markdown(rows, preset, devices, stamp, missing, references))
     return [out / f for f in ("comparison.md", "comparison.json", "samples.png", "progress.png", "training.png", "neighbours.png")]
 
 
-def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], stamp: str, missing: list[str]) -> str:
+def font_fid(references: list[Score], dataset: str) -> float | None:
+    """The "real, another font" row's FID for `dataset`, the unit of the reports' "x font" column."""
+    from ganji.metrics.references import OTHER_FONT
+
+    return next((s.fid for s in references if s.model == OTHER_FONT and s.dataset == dataset), None)
+
+
+def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], stamp: str, missing: list[str],
+             references: list[Score] | None = None) -> str:
+    references = references or []
     first = rows[0].score
     lines = [
         "# ganji comparison",
@@ -190,18 +216,29 @@ def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], sta
         + (f" with the `{preset}` preset" if preset else "") + ".",
         f"Metrics: {first.n:,} samples per model against the {first.dataset!r} dataset, {first.extractor} features "
         "(FID/KID: lower is better; precision/recall: higher; copies: share of samples nearer a training kanji "
-        "than real kanji are to each other). Sample 10k: the time to generate the samples, scaled to 10,000.",
+        "than real kanji are to each other). Sample 10k: the time to generate the samples, scaled to 10,000. "
+        "The last rows score real kanji the same way: held out of the comparison (the floor at this n), and the dataset's "
+        "kanji drawn in another font; x font: FID in multiples of the another-font row's (the same characters in another "
+        "font count as copies: the features see the character, not the font).",
         "",
-        "| model | configuration | parameters | epochs | training | img/s | sample 10k | FID | KID x1000 | precision | recall | copies |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | configuration | parameters | epochs | training | img/s | sample 10k | FID | x font | KID x1000 | precision | recall | copies |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         s = r.score
         sampler = f" ({s.details['sampler']}-{s.details['steps']})" if "sampler" in s.details else ""
+        unit = font_fid(references, s.dataset)
         lines.append(
             f"| {r.model} | {r.config} | {r.parameters:,} | {r.epochs:.3g} | {r.train_seconds / 60:.1f} min | {r.images_per_s:,.1f} | "
-            f"{r.sample_10k_seconds:,.1f} s{sampler} | {s.fid:.3f} | {s.kid:.3f} ± {s.kid_std:.3f} | {s.precision:.3f} | {s.recall:.3f} | "
-            f"{100 * s.novelty_copies:.1f}% |"
+            f"{r.sample_10k_seconds:,.1f} s{sampler} | {s.fid:.3f} | {f'{s.fid / unit:.1f}' if unit else '-'} | "
+            f"{s.kid:.3f} ± {s.kid_std:.3f} | {s.precision:.3f} | {s.recall:.3f} | {100 * s.novelty_copies:.1f}% |"
+        )
+    for s in references:
+        unit = font_fid(references, s.dataset)
+        what = s.details.get("font", f"{s.n:,} other kanji of {s.dataset!r}")
+        lines.append(
+            f"| *{s.model}* | {what} | | | | | | {s.fid:.3f} | {f'{s.fid / unit:.1f}' if unit else '-'} | "
+            f"{s.kid:.3f} ± {s.kid_std:.3f} | {s.precision:.3f} | {s.recall:.3f} | {100 * s.novelty_copies:.1f}% |"
         )
     if missing:
         lines += ["", "Not compared (no run): " + ", ".join(f"{m} (train one with `ganji train {m}`)" for m in missing) + "."]
