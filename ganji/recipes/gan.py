@@ -6,7 +6,8 @@ Losses (D: discriminator logits on real x and fake G(z)):
 - bce (Goodfellow et al. 2014, non-saturating G): L_D = BCE(D(x), 1) + BCE(D(G(z)), 0), L_G = BCE(D(G(z)), 1)
 - lsgan (Mao et al. 2017): L_D = ½E[(D(x) - 1)²] + ½E[D(G(z))²], L_G = ½E[(D(G(z)) - 1)²]
 plus, for every loss but bce, the gradient penalty λ E[(‖∇D(x̂)‖₂ - 1)²] on random interpolates x̂
-(Gulrajani et al. 2017). Up to `disc_ratio` D steps per G step, stopping early once D's accuracy on
+(Gulrajani et al. 2017); optionally R1, γ/2 E[‖∇D(x)‖²] on real images (`--r1 γ`, Mescheder et al.
+2018), and DiffAugment (`--diffaugment`: translation and cutout of every image D sees, Zhao et al. 2020). Up to `disc_ratio` D steps per G step, stopping early once D's accuracy on
 the batch exceeds `disc_acc_stop` (the original's rule). One training step = one batch of real images.
 
 With several processes (ganji.runtime.distributed) G and D are each wrapped in DDP; latents and the
@@ -82,6 +83,34 @@ def brightness(real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor
             "real_dark": (real <= DARK).float().mean(), "fake_dark": (fake <= DARK).float().mean()}
 
 
+def r1_penalty(disc, real: torch.Tensor) -> torch.Tensor:
+    """E[‖∇_x D(x)‖²] on real images (Mescheder et al. 2018, eq. 9, without its γ/2)."""
+    x = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(x).float().sum(), x, create_graph=True)
+    return grad.flatten(1).square().sum(1).mean()
+
+
+def diff_augment(x: torch.Tensor, shift: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """DiffAugment's translation and cutout (Zhao et al. 2020), differentiable, on images in [-1, 1].
+
+    `shift` (N, 2): whole-pixel moves in [-size/8, size/8] (rows, columns); `centre` (N, 2): the
+    centre of a size/2 square set to background. Uncovered and cut-out pixels are background (-1,
+    no ink), not DiffAugment's grey: a kanji with a stroke missing is still ink on paper. No flips or
+    rotations: a mirrored kanji is not a kanji.
+    """
+    n, _, h, w = x.shape
+    rows = torch.arange(h, device=x.device)[None, :] - shift[:, :1]  # the source row of each output row
+    cols = torch.arange(w, device=x.device)[None, :] - shift[:, 1:]
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # (N, H, W)
+    index = rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]
+    moved = x.flatten(2).gather(2, index.flatten(1)[:, None, :].expand(-1, x.shape[1], -1)).reshape_as(x)
+    half = h // 4  # half the side of the size/2 square
+    cut = ((torch.arange(h, device=x.device)[None, :] - centre[:, :1]).abs() < half)[:, :, None] & (
+        (torch.arange(w, device=x.device)[None, :] - centre[:, 1:]).abs() < half)[:, None, :]
+    keep = (inside & ~cut)[:, None].to(x.dtype)
+    return moved * keep - (1 - keep)
+
+
 class GANRecipe(Recipe):
     model_name = "gan"
     ema_nets = ("generator",)
@@ -124,6 +153,16 @@ class GANRecipe(Recipe):
         self.optimizers["generator"] = self.adam(self.nets["generator"].parameters(), self.cfg.lr, o.g_betas)
         self.optimizers["discriminator"] = self.adam(self.nets["discriminator"].parameters(), self.cfg.lr, o.d_betas)
 
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """`--diffaugment`: every image D sees, real or fake, in D's steps and G's, gets a fresh random
+        translation and cutout (drawn for the global batch: the same on any number of processes)."""
+        if not self.cfg.options.diffaugment:
+            return images
+        n, size = images.shape[0], images.shape[-1]
+        shift = self.world.draw(n, lambda m: torch.randint(-(size // 8), size // 8 + 1, (m, 2), device=images.device))
+        centre = self.world.draw(n, lambda m: torch.randint(0, size, (m, 2), device=images.device))
+        return diff_augment(images, shift, centre)
+
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         o: GANOptions = self.cfg.options
         n = x.shape[0]
@@ -135,13 +174,16 @@ class GANRecipe(Recipe):
             with torch.no_grad(), self.precision.autocast():
                 fake = self._g(z)
             fake = fake.float().contiguous(memory_format=self.precision.memory_format())
+            real_seen, fake_seen = self.augment(x), self.augment(fake)
             with self.precision.autocast():
-                d_real = d(x).float()
-                d_fake = d(fake).float()
+                d_real = d(real_seen).float()
+                d_fake = d(fake_seen).float()
                 loss_d = discriminator_loss(o.loss, d_real, d_fake)
                 if use_gp:
                     eps = world.draw(n, lambda m: torch.rand(m, 1, 1, 1, device=x.device, dtype=x.dtype))
-                    loss_d = loss_d + o.gp * gradient_penalty(d, x, fake, eps).float()
+                    loss_d = loss_d + o.gp * gradient_penalty(d, real_seen, fake_seen, eps).float()
+                if o.r1 > 0:
+                    loss_d = loss_d + 0.5 * o.r1 * r1_penalty(d, real_seen)
             self.optimise("discriminator", loss_d)
             d_steps += 1
             acc = discriminator_accuracy(o.loss, d_real.detach(), d_fake.detach())
@@ -153,7 +195,7 @@ class GANRecipe(Recipe):
                     break
         z = world.draw(n, lambda m: torch.randn(m, o.latent_dim, device=self.device))
         with self.precision.autocast(), (d.no_sync() if world.distributed else contextlib.nullcontext()):
-            d_gen = d(g(z)).float()
+            d_gen = d(self.augment(g(z))).float()
             loss_g = generator_loss(o.loss, d_gen)
         self.optimise("generator", loss_g)
         return {
@@ -207,4 +249,5 @@ class GANRecipe(Recipe):
     def describe(o: GANOptions) -> str:
         penalty = f" + gp {o.gp:g}" if o.gp > 0 and o.loss != "bce" else ""
         out = ", no output BN" if o.arch == "resnet" and not o.output_norm else ""
+        out += (f", R1 {o.r1:g}" if o.r1 > 0 else "") + (", DiffAugment" if o.diffaugment else "")
         return f"{o.arch}, {o.loss}{penalty}, layers {'-'.join(map(str, o.layers))}, D ratio {o.disc_ratio}{out}"

@@ -96,6 +96,8 @@ class GANOptions:
     disc_acc_stop: float = 0.9
     spectral_norm: bool = option(False, "Spectral norm on D's layers.")
     output_norm: bool = option(True, "resnet: BatchNorm in G's output block, as the paper; --no-output-norm avoids its collapse (README).")
+    r1: float = option(0.0, "R1 penalty weight γ on real images (Mescheder et al. 2018); 0 = off.")
+    diffaugment: bool = option(False, "DiffAugment: translation and cutout of every image D sees (Zhao et al. 2020); never flips.")
     # From this epoch on (1-based count of finished epochs; 0 = never), G's BatchNorm layers run in
     # inference mode with their running statistics frozen. The study's code did this by accident:
     # its epoch-end sampling called `self.eval()` under Lightning 2, which never switches back, so
@@ -110,6 +112,7 @@ class GANOptions:
             (self.arch in ("resnet", "dcgan"), f"--arch must be resnet or dcgan for the GAN (got {self.arch!r})"),
             (self.loss in ("hinge", "wasserstein", "bce", "lsgan"), f"--loss must be hinge, wasserstein, bce or lsgan (got {self.loss!r})"),
             (_finite(self.gp) and self.gp >= 0, "--gp must be a finite number >= 0"),
+            (_finite(self.r1) and self.r1 >= 0, f"--r1 must be a finite number >= 0 (got {self.r1})"),
             (self.bn_freeze_epoch >= 0, "--bn-freeze-epoch must be >= 0"),
             (self.disc_ratio >= 1, "--disc-ratio must be at least 1"),
             (len(self.layers) >= 2 and all(1 <= w <= 16 * MAX_BASE_WIDTH for w in self.layers),
