@@ -52,12 +52,16 @@ def load_model(
     checkpoint: Path | None = None,
     device: str = "auto",
     precision: str = "auto",
+    best: bool = False,
 ) -> LoadedModel:
-    """A recipe with the weights (and EMA weights) of a run's checkpoint, ready to sample."""
+    """A recipe with the weights (and EMA weights) of a run's checkpoint, ready to sample; with
+    `best`, the run's lowest-FID checkpoint (best.safetensors, kept by `ganji train --eval-every`)."""
     run = None
     if checkpoint is None:
         run = find_run(home, model, run_name)
-        checkpoint, run_name = run.checkpoint_path, run.name
+        checkpoint, run_name = (run.best_checkpoint_path if best else run.checkpoint_path), run.name
+        if best and not checkpoint.is_file():
+            raise GanjiError(f"run {model}/{run.name} has no best.safetensors: it is kept when training measures FID (`--eval-every N`)")
         if not checkpoint.is_file():
             raise GanjiError(f"run {model}/{run.name} has no checkpoint yet (training did not reach one)")
     model_spec = spec(model)

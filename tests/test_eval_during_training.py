@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from conftest import make_kanji, sample_images
 
 from ganji.sampling import load_model
@@ -29,6 +31,18 @@ def test_eval_every_logs_fid_and_keeps_the_best_checkpoint(home: Path) -> None:
     # The best checkpoint samples like any other.
     images = sample_images(load_model(home, "vae", checkpoint=run / "best.safetensors"), 4)
     assert images.shape == (4, 1, 16, 16)
+    # `ganji sample --best` picks it by the run's name.
+    best_loaded = load_model(home, "vae", "r", best=True)
+    assert best_loaded.step == best["step"] and best_loaded.checkpoint.name == "best.safetensors"
+
+
+def test_best_without_evaluations_is_a_clear_error(home: Path) -> None:
+    from ganji.errors import GanjiError
+
+    make_kanji(home, name="kanji", size=16, limit=32)
+    train(home, "vae", {"epochs": 1, "batch_size": 16, "sample_every": 0, "options": {"latent_dim": 8, "base_width": 8}}, run_name="r")
+    with pytest.raises(GanjiError, match="--eval-every"):
+        load_model(home, "vae", "r", best=True)
 
 
 def test_resume_keeps_the_best_so_far(home: Path) -> None:

@@ -43,6 +43,7 @@ def sample_command(
     out_dir: Annotated[Path | None, typer.Option(help="Also (or only) write one PNG per image here.", show_default=False)] = None,
     run: Annotated[str | None, typer.Option(help="Run name \\[default: the latest run of the model].", show_default=False, autocompletion=complete_run)] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Sample from this checkpoint file instead of a run.", show_default=False)] = None,
+    best: Annotated[bool, typer.Option("--best", help="The run's lowest-FID checkpoint (best.safetensors, kept by `ganji train --eval-every N`) instead of its latest.")] = False,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
     sampler: Annotated[str | None, typer.Option(help=f"Iterative models: {SAMPLERS_HELP} \\[default: {DEFAULT_SAMPLERS}].", show_default=False)] = None,
     steps: Annotated[int | None, typer.Option(help=f"Steps of a step-choosing sampler \\[default: {DEFAULT_SAMPLER_STEPS}, at most the model's].", show_default=False)] = None,
@@ -66,7 +67,9 @@ def sample_command(
         _writable_target(output, "file")
     if out_dir is not None:
         _writable_target(out_dir, "folder")
-    loaded = load_model(resolve_home(home), model.value, run, checkpoint, device)
+    if best and checkpoint is not None:
+        raise GanjiError("--best picks a run's checkpoint: leave out --checkpoint")
+    loaded = load_model(resolve_home(home), model.value, run, checkpoint, device, best=best)
     request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps,
                                     eta=eta, interpolate=interpolate, use_ema=ema)
     calls = loaded.recipe.model_calls(request.sampler)
