@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from conftest import make_kanji, sample_images
 
 from ganji.sampling import load_model
