@@ -148,7 +148,7 @@ def test_cli_sample_fid_and_help(trained: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0 and out.is_file(), proc.stderr
     proc = ganji(trained, "fid", "flow", "--n", "16", "--steps", "4", "--json", "-q")
     assert proc.returncode == 0, proc.stderr
-    (score,) = json.loads(proc.stdout)
+    score = json.loads(proc.stdout)[0]  # then the reference rows
     assert score["model"] == "flow" and score["n"] == 16 and score["details"]["sampler"] == "heun" and score["details"]["steps"] == 4
     help_text = ganji(trained, "train", "--help").stdout
     assert "--time-sampling" in help_text and "logit-normal|uniform" in help_text
