@@ -1,4 +1,4 @@
-"""Turning tensors into pictures: quantisation, grids, PNG files (written atomically)."""
+"""Turning tensors into pictures: quantisation, grids, image files (written atomically)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import torch
 from PIL import Image
 
 from ganji.atomic import write_atomic
+from ganji.errors import GanjiError
+
+# What a file name's suffix may ask for (the format Pillow writes under that name); no suffix is PNG.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+                 ".webp": "WEBP", ".gif": "GIF"}
+_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}
 
 
 def to_uint8(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
@@ -57,6 +63,19 @@ def to_pil(chw: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(chw.transpose(1, 2, 0)))
 
 
-def save_png(path: Path, image: Image.Image) -> None:
-    """Save a PNG atomically (temp file + rename)."""
-    write_atomic(Path(path), lambda tmp: image.save(tmp, format="PNG"))
+def image_format(path: Path) -> str:
+    """The format a file name asks for by its suffix (PNG without one); a GanjiError for a suffix that
+    names no image format ganji writes, rather than PNG bytes under a misleading name."""
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "PNG"
+    if suffix not in IMAGE_FORMATS:
+        known = ", ".join(IMAGE_FORMATS)
+        raise GanjiError(f"{path}: cannot write an image as {suffix!r}; name the file with one of {known}")
+    return IMAGE_FORMATS[suffix]
+
+
+def save_image(path: Path, image: Image.Image) -> None:
+    """Save an image atomically (temp file + rename), in the format its suffix names (see image_format)."""
+    fmt = image_format(path)
+    write_atomic(Path(path), lambda tmp: image.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {})))

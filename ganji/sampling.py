@@ -21,14 +21,14 @@ from ganji.recipes import ModelSpec, SamplerChoice, config_from_json, spec
 from ganji.recipes.registry import DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS, within
 from ganji.recipes.base import Recipe
 from ganji.runs import Run, find_run, read_run_config
-from ganji.runtime.checkpoint import load_checkpoint
+from ganji.runtime.checkpoint import check_checkpoint_shapes, checkpoint_exists, load_checkpoint
+from ganji.runtime.config import MAX_SEED
 from ganji.runtime.device import choose_precision, resolve_device
 
 # Defaults and bounds of a sampling request (`ganji sample`, `ganji fid`, the study), named once.
 MAX_IMAGES = 1_000_000  # images per request (--n, rounded up to whole --interpolate rows)
 MAX_BATCH_SIZE = 65_536
 MAX_INTERPOLATE = 1_024
-MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -60,9 +60,9 @@ def load_model(
     if checkpoint is None:
         run = find_run(home, model, run_name)
         checkpoint, run_name = (run.best_checkpoint_path if best else run.checkpoint_path), run.name
-        if best and not checkpoint.is_file():
+        if best and not checkpoint_exists(checkpoint):
             raise GanjiError(f"run {model}/{run.name} has no best.safetensors: it is kept when training measures FID (`--eval-every N`)")
-        if not checkpoint.is_file():
+        if not checkpoint_exists(checkpoint):
             raise GanjiError(f"run {model}/{run.name} has no checkpoint yet (training did not reach one)")
     model_spec = spec(model)
     ckpt = load_checkpoint(checkpoint)
@@ -74,12 +74,18 @@ def load_model(
         size, channels, step = int(meta["image_size"]), int(meta["channels"]), int(meta.get("step", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise GanjiError(f"{checkpoint} lacks its configuration ({exc})") from None
+    except GanjiError as exc:
+        raise GanjiError(f"checkpoint {checkpoint}: {exc}") from None
     if run is not None:
         _check_run_matches(run, checkpoint, size, channels)
+    recipe_class = model_spec.recipe_class()
+    # The weights the config describes must be the file's, checked on the header before anything is
+    # built: an edited config (latent_dim 10^9) must not allocate what it says.
+    check_checkpoint_shapes(checkpoint, recipe_class.weight_shapes(cfg, size, channels))
     dev = resolve_device(device)
     # Compilation pays off over long training, not for one sampling call.
     prec = choose_precision(model_spec.bf16, dev, precision, compile=False)
-    recipe = model_spec.recipe_class()(cfg, size, channels, 1, prec)
+    recipe = recipe_class(cfg, size, channels, 1, prec)
     recipe.load_state(ckpt, {}, weights_only=True)
     return LoadedModel(recipe, model, run_name or checkpoint.stem, Path(checkpoint), step, meta)
 
@@ -196,7 +202,7 @@ class SampleRequest:
         checks = [
             within("--n", n, 1, MAX_IMAGES),
             within("--batch-size", batch_size, 1, MAX_BATCH_SIZE),
-            (0 <= seed <= MAX_SEED, f"--seed must be between 0 and 2^63 - 1 (got {seed})"),
+            (0 <= seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED:,} (got {seed})"),
             (interpolate == 0 or 2 <= interpolate <= MAX_INTERPOLATE,
              f"--interpolate must be 0 (off) or between 2 and {MAX_INTERPOLATE} (got {interpolate})"),
         ]
@@ -247,6 +253,9 @@ def _resolve_sampler(
             raise GanjiError(f"--steps does not apply to the {found.name} sampler: it takes {recipe.model_calls(SamplerChoice(found.name))} steps")
         return SamplerChoice(found.name, None, 0.0)
     limit = recipe.max_steps(found.name)
+    if not explicit and not strict and steps is not None:
+        # One --steps for several models, each on its own sampler: the same network calls for each.
+        steps = min(found.steps_within(steps), limit)
     steps = min(DEFAULT_SAMPLER_STEPS, limit) if steps is None else steps
     if not 1 <= steps <= limit:
         raise GanjiError(f"--steps must be between 1 and {limit} for the {found.name} sampler (got {steps})")

@@ -18,7 +18,16 @@ from ganji.recipes.registry import DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS
 
 
 def _writable_target(path: Path, what: str) -> Path:
-    """Create the missing folder; a clear error if it cannot be written."""
+    """Create the missing folder; a clear error if it cannot be written, or if a grid's name asks for
+    no image format or names something that is not a regular file (a device, a FIFO): all before
+    any sampling, and before anything is created."""
+    from ganji.atomic import check_replaceable
+    from ganji.images import image_format
+
+    if what == "file":
+        image_format(path)
+        if not path.is_dir():  # a folder gets its own hint below
+            check_replaceable(path)
     folder = path if what == "folder" else path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -57,7 +66,7 @@ def sample_command(
     home: HomeOption = None,
 ) -> None:
     """Generate fake kanji from a trained model."""
-    from ganji.images import make_grid, save_png, to_pil
+    from ganji.images import make_grid, save_image, to_pil
     from ganji.sampling import SampleRequest, generate, load_model
 
     SampleRequest.check_numbers(n, seed, batch_size, interpolate)  # before any file is touched
@@ -92,10 +101,10 @@ def sample_command(
     seconds = time.perf_counter() - start
     paper = not invert
     if output is not None:
-        save_png(output, make_grid(images, columns=interpolate if interpolate > 1 else None, ink_on_paper=paper))
+        save_image(output, make_grid(images, columns=interpolate if interpolate > 1 else None, ink_on_paper=paper))
         console.print(f"wrote {output} ({len(images)} images from {model.value} run {loaded.run_name}, step {loaded.step}) in {seconds:.1f} s")
     if out_dir is not None:
         arr = images.numpy()
         for i in range(len(arr)):
-            save_png(out_dir / f"{i:05d}.png", to_pil(255 - arr[i] if paper else arr[i]))
+            save_image(out_dir / f"{i:05d}.png", to_pil(255 - arr[i] if paper else arr[i]))
         console.print(f"wrote {len(arr)} PNGs to {out_dir}")

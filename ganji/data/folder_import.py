@@ -4,6 +4,12 @@ Each image becomes grayscale (or RGB with 3 channels), square (padded with its b
 `size` x `size` with Lanczos, which keeps thin strokes sharper than bilinear when shrinking. Ink is
 made bright: an image whose one-pixel border is mostly bright (paper) is inverted.
 
+Only the formats of IMAGE_SUFFIXES are decoded (whatever a file's suffix, Pillow is never asked to
+try its other decoders), and the work per image is bounded by what the output needs: an image
+larger than `shrink_limit(size)` on its long side is box-reduced (in strips, alpha premultiplied)
+before anything else touches its pixels, so the padded square never exceeds that limit squared:
+a 177-byte 1 x 50,000 PNG or a 9,000 x 9,000 transparent PNG costs megabytes, not gigabytes.
+
 Anything that is not a readable image is skipped and counted, never fatal. Zip members are read in
 memory, never extracted; members that would escape a folder (absolute paths, `..`) and zip bombs are
 refused outright. Pillow's decompression-bomb guard stays on: such images are skipped and listed.
@@ -21,7 +27,9 @@ makes the whole archive refused: it is damaged or forged.
 from __future__ import annotations
 
 import io
+import math
 import os
+import stat
 import warnings
 import zipfile
 import zlib
@@ -35,6 +43,9 @@ from PIL import Image, ImageOps
 from ganji.errors import GanjiError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+OPEN_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP")  # the decoders those suffixes need, and no other
+SHRINK_FLOOR = 1024  # images up to this long side (or 4x the output size) are used as they are
+STRIP_PIXELS = 4 * 2**20  # large images are reduced this many pixels at a time
 MAX_MEMBER_BYTES = 64 * 2**20  # one image larger than this, uncompressed, is no glyph picture
 MAX_RATIO = 100  # deflate ratios beyond this are a zip bomb's signature, not an image's...
 RATIO_FLOOR = 2**20  # ...once the member is big enough to matter (a blank 100 KB BMP compresses 300x)
@@ -77,9 +88,17 @@ class TooLarge(Exception):
 
 
 def _read_file(path: Path) -> bytes:
-    if path.stat().st_size > MAX_MEMBER_BYTES:
+    # Only regular files (a symlink in the folder may point at a FIFO or a device), read with a cap.
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{path} is not a regular file")
+    if st.st_size > MAX_MEMBER_BYTES:
         raise TooLarge(path.name)
-    return path.read_bytes()
+    with open(path, "rb") as f:
+        data = f.read(MAX_MEMBER_BYTES + 1)
+    if len(data) > MAX_MEMBER_BYTES:
+        raise TooLarge(path.name)
+    return data
 
 
 def _folder_files(source: Path) -> list[tuple[str, Path]]:
@@ -105,6 +124,8 @@ def iter_sources(source: Path) -> Iterator[tuple[str, Reader | None]]:
         return
     if not source.is_file():
         raise GanjiError(f"{source} does not exist")
+    if not stat.S_ISREG(source.stat().st_mode):  # pragma: no cover - is_file() says it is
+        raise GanjiError(f"{source} is not a regular file")
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError):
@@ -174,25 +195,91 @@ def read_member(source: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, b
     return bytes(out)
 
 
-def decode(data: bytes, channels: int) -> Image.Image:
-    """Decode one image to 8-bit L or RGB: first frame of animations; 16-bit, CMYK, palette handled."""
+def _open_formats() -> tuple[str, ...]:
+    """OPEN_FORMATS that this Pillow has (all its plugins registered first: Image.open would otherwise
+    stop at the first one not yet loaded)."""
+    Image.init()
+    return tuple(f for f in OPEN_FORMATS if f in Image.OPEN)
+
+
+def shrink_limit(size: int) -> int:
+    """The longest side an image keeps on its way to `size` px: larger ones are box-reduced first."""
+    return max(SHRINK_FLOOR, 4 * size)
+
+
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+
+
+def decode(data: bytes, channels: int, max_side: int | None = None) -> Image.Image:
+    """Decode one image to 8-bit L or RGB: first frame of animations; 16-bit, CMYK, palette handled.
+
+    With `max_side`, an image longer than that is box-reduced by a whole factor first (see
+    `shrink`), so no step after the decoder itself works on more than about max_side² pixels.
+    """
     with warnings.catch_warnings():
         # Conversions below handle palette transparency properly, so Pillow's advice is noise; past
         # MAX_IMAGE_PIXELS Pillow only warns (it errors at twice that): make that an error too.
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=_open_formats())
         img.seek(0)
+        if max_side is not None and max(img.size) > max_side and img.format in ("JPEG", "MPO"):
+            img.draft(None, (max_side, max_side))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale: less to decode
         img.load()
-        img = ImageOps.exif_transpose(img)  # phone photos store their rotation as a tag
+        if max_side is not None and max(img.size) > max_side:
+            orientation = img.getexif().get(0x0112, 1)  # read before the reduced copy loses the tag
+            sixteen = img.mode.startswith("I;16")
+            img = shrink(img, max_side)
+            if orientation in _ORIENTATION:
+                img = img.transpose(_ORIENTATION[orientation])
+        else:
+            sixteen = img.mode.startswith("I;16")
+            img = ImageOps.exif_transpose(img)  # phone photos store their rotation as a tag
         if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
             # Scale 16-bit (and 32-bit) samples to 8 bits rather than letting convert() clip them at 255.
             arr = np.asarray(img, dtype=np.float64)
-            top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 255.0)
+            top = 65535.0 if sixteen or img.mode.startswith("I;16") else max(float(arr.max()), 255.0)
             img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
         if img.mode in ("P", "PA", "LA", "RGBA", "La", "RGBa") or "transparency" in img.info:
             img = _flatten_alpha(img.convert("RGBA"))
         return img.convert("L" if channels == 1 else "RGB")
+
+
+def shrink(img: Image.Image, max_side: int) -> Image.Image:
+    """Box-reduce `img` by the smallest whole factor that brings its long side to `max_side` or less.
+
+    A strip of rows at a time, so that no full-size copy is ever made; transparency is premultiplied
+    while averaging (a transparent pixel's colour must not bleed into the ink), palettes expanded.
+    """
+    factor = math.ceil(max(img.size) / max_side)
+    if factor <= 1:
+        return img
+    w, h = img.size
+    mode = img.mode
+    if mode == "P" or mode == "PA" or "transparency" in img.info:
+        work, back = "RGBa", "RGBA"
+    elif mode in ("LA", "La"):
+        work, back = "La", "LA"
+    elif mode in ("RGBA", "RGBa"):
+        work, back = "RGBa", "RGBA"
+    elif mode.startswith("I;16") or mode == "I":
+        work, back = "I", "I"
+    elif mode == "1":
+        work, back = "L", "L"
+    else:
+        work, back = mode, mode
+    rows = max(factor, STRIP_PIXELS // max(w, 1) // factor * factor)
+    out = Image.new(work, (math.ceil(w / factor), math.ceil(h / factor)))
+    for top in range(0, h, rows):
+        strip = img.crop((0, top, w, min(h, top + rows)))
+        if strip.mode != work:
+            if work in ("RGBa", "La") and strip.mode not in ("RGBA", "LA"):
+                strip = strip.convert(back)
+            strip = strip.convert(work)
+        out.paste(strip.reduce(factor), (0, top // factor))
+    return out.convert(back) if back != work else out
 
 
 def _flatten_alpha(rgba: Image.Image) -> Image.Image:
@@ -201,16 +288,21 @@ def _flatten_alpha(rgba: Image.Image) -> Image.Image:
     Glyphs drawn on a transparent background may be dark or bright ink; putting them on paper of the
     same colour would erase them.
     """
-    arr = np.asarray(rgba, dtype=np.float64)
-    alpha = arr[..., 3] / 255.0
-    ink = (arr[..., :3].mean(axis=-1) * alpha).sum() / max(alpha.sum(), 1e-9)
+    arr = np.asarray(rgba)
+    alpha = arr[..., 3].astype(np.float32) / 255.0
+    gray = arr[..., :3].mean(axis=-1, dtype=np.float32)
+    ink = float((gray * alpha).sum(dtype=np.float64)) / max(float(alpha.sum(dtype=np.float64)), 1e-9)
     paper = 0 if ink > 127.5 else 255
     background = Image.new("RGBA", rgba.size, (paper, paper, paper, 255))
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
 def to_square(img: Image.Image, size: int) -> np.ndarray:
-    """Pad to a square with the border's median colour, resize with Lanczos, as C x H x W uint8."""
+    """Pad to a square with the border's median colour, resize with Lanczos, as C x H x W uint8.
+
+    An image longer than `shrink_limit(size)` is box-reduced first: the padded square never exceeds
+    that side (a 1 x 50,000 line would otherwise become 50,000² pixels)."""
+    img = shrink(img, shrink_limit(size))
     w, h = img.size
     if w != h:
         arr = np.asarray(img)
@@ -262,7 +354,7 @@ def import_images(
             result.skipped_unreadable.append(name)
             continue
         try:
-            chw = to_square(decode(data, channels), size)
+            chw = to_square(decode(data, channels, shrink_limit(size)), size)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             result.skipped_too_large.append(name)
             continue

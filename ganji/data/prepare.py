@@ -2,7 +2,9 @@
 
 A dataset is built in a hidden temporary folder beside its final place and renamed into place only
 once complete, so a failure (bad font, no images, Ctrl-C, full disk) never leaves a half-written
-dataset behind, and a `--force` rebuild that fails leaves the previous dataset as it was.
+dataset behind, and a `--force` rebuild that fails leaves the previous dataset as it was. Builds of
+one name hold its lock; a build killed at any moment (kill -9 in the middle of the swap included) is
+finished or undone by the next command that looks for the dataset, and its leftovers are removed.
 
 The `build_*` functions do the work and return a `Prepared` record without printing results; the
 `prepare_*` functions are the library's convenience layer that also prints the summary table.
@@ -27,10 +29,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ganji.console import console, err_console
-from ganji.data.store import PREVIEW_FILE, dataset_path, is_prepared, load_manifest, save_dataset
+from ganji.atomic import file_kind
+from ganji.data.store import (
+    PREVIEW_FILE,
+    check_dataset_name,
+    dataset_lock,
+    dataset_name_from,
+    dataset_path,
+    is_prepared,
+    load_manifest,
+    recover_dataset,
+    save_dataset,
+)
 from ganji.errors import GanjiError
 from ganji.home import cache_dir
-from ganji.images import make_grid, save_png
+from ganji.images import make_grid, save_image
 
 DEFAULT_NAME = "kanji"
 SOURCES = ("kanji", "mnist", "cifar10")
@@ -77,7 +90,16 @@ def check_limit(limit: int | None) -> None:
 def _building(home: Path, name: str) -> Iterator[Path]:
     """A temporary folder to build dataset `name` in, moved into place when the block succeeds."""
     final = dataset_path(home, name)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(final)) from None
+    with dataset_lock(home, name):
+        recover_dataset(home, name)  # what a killed build left: finish or undo its swap, remove the rest
+        yield from _build_and_swap(final, name)
+
+
+def _build_and_swap(final: Path, name: str) -> Iterator[Path]:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=final.parent))
     except OSError as exc:  # a read-only or full home: name the dataset, not a temporary folder
@@ -93,11 +115,18 @@ def _building(home: Path, name: str) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)
+        # The swap, in steps that `recover_dataset` can finish or undo wherever a kill -9 stops it:
+        # the complete build is marked ".new", the previous dataset moved aside as ".old", the new
+        # one moved in, the old one removed.
+        stamp = time.time_ns()
+        new = final.with_name(f".{name}.{stamp}.new")
+        tmp.rename(new)
+        tmp = new
         old = None
-        if final.exists():
-            old = final.with_name(f".{name}.{time.time_ns()}.old")
+        if os.path.lexists(final):
+            old = final.with_name(f".{name}.{stamp}.old")
             final.rename(old)
-        tmp.rename(final)
+        new.rename(final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -137,7 +166,7 @@ def _finish(folder: Path, images: torch.Tensor, manifest: dict[str, Any], labels
     # The preview samples the whole set evenly: sorted by code point, the first kanji are all rare
     # Extension A characters, which would make a poor picture of the set.
     idx = np.linspace(0, len(images) - 1, num=min(PREVIEW_COUNT, len(images))).round().astype(int)
-    save_png(folder / PREVIEW_FILE, make_grid(images[torch.as_tensor(idx)], ink_on_paper=False))
+    save_image(folder / PREVIEW_FILE, make_grid(images[torch.as_tensor(idx)], ink_on_paper=False))
     return written
 
 
@@ -162,8 +191,10 @@ def build_kanji(
         return done
     start = time.perf_counter()
     font_path = Path(font).expanduser() if font is not None else bundled_font()
-    if not font_path.is_file():
-        raise GanjiError(f"font file {font_path} does not exist" + (" (it is a folder)" if font_path.is_dir() else ""))
+    if not font_path.is_file() or file_kind(font_path) is not None:
+        kind = file_kind(font_path)
+        raise GanjiError(f"font file {font_path} " + (f"is {kind}, not a font file" if kind else "does not exist")
+                         + (" (it is a folder)" if font_path.is_dir() else ""))
     covers = covered(wanted, font_codepoints(font_path))
     if not covers:
         raise GanjiError(f"font {font_path} has no glyph for any {charset} kanji")
@@ -215,9 +246,13 @@ def build_folder(
     if channels not in (1, 3):
         raise GanjiError(f"--channels must be 1 or 3 (got {channels})")
     source = Path(source).expanduser()
-    if not source.exists():
-        raise GanjiError(f"{source} does not exist")
-    name = name or (source.resolve().name if source.is_dir() else source.stem)
+    check_source(source)
+    if name is None:
+        stem = source.resolve().name if source.is_dir() else source.stem
+        name = dataset_name_from(stem)
+        if name is None:
+            raise GanjiError(f"cannot make a dataset name from {stem!r}: give one with --name")
+    check_dataset_name(name)
     if (done := _existing(home, name, force)) is not None:
         return done
     start = time.perf_counter()
@@ -247,6 +282,18 @@ def build_folder(
     if result.skipped_too_large:
         details["too large (skipped)"] = _some(result.skipped_too_large)
     return Prepared(name, dataset_path(home, name), manifest, time.perf_counter() - start, details=details)
+
+
+def check_source(source: Path) -> None:
+    """An import source must be a folder or a regular file (a zip): never a device (/dev/zero would be
+    read forever), a FIFO (opening it blocks), a socket, or a dangling symlink."""
+    if not os.path.lexists(source):
+        raise GanjiError(f"{source} does not exist")
+    if source.is_dir():
+        return
+    kind = file_kind(source)
+    if kind is not None:
+        raise GanjiError(f"{source} is {kind}: give a folder of images or a .zip file")
 
 
 def build_torchvision(

@@ -196,13 +196,18 @@ def evaluate_folder(
     home: Path, folder: Path, dataset_name: str, extractor: Extractor, n: int, invert: bool | None = None, track: Track = _no_track
 ) -> Score:
     """Score the images of a folder (or zip) from anywhere against a prepared dataset."""
+    from ganji.atomic import file_kind
     from ganji.data.folder_import import import_images
 
     _check_n(n)
     start = time.perf_counter()
     if not Path(folder).exists():
         raise GanjiError(f"--images: {folder} does not exist")
+    kind = file_kind(Path(folder))
+    if kind is not None and kind != "a folder" and not kind.endswith(" to a folder"):
+        raise GanjiError(f"--images: {folder} is {kind}: give a folder of images or a .zip file")
     dataset = load_dataset(home, dataset_name)
+    check_reference(dataset)
     imported = import_images(Path(folder), dataset.size, dataset.channels, invert=invert, limit=n)
     images = torch.from_numpy(imported.images)
     if len(images) < 10:
@@ -213,6 +218,18 @@ def evaluate_folder(
         model="images", run=None, n=len(images), extractor=extractor.name, seconds=round(time.perf_counter() - start, 3),
         dataset=dataset.name, details=details, **scores,
     )
+
+
+MIN_REFERENCE = 4  # KID's subsets need 2 images a side and half of each set; precision/recall k = 3 neighbours + 1
+
+
+def check_reference(dataset: Dataset) -> None:
+    """A one-line GanjiError when `dataset` has too few images for the metrics (KID, precision/recall)."""
+    if len(dataset) < MIN_REFERENCE:
+        raise GanjiError(
+            f"dataset {dataset.name!r} has only {len(dataset)} image{'s' if len(dataset) != 1 else ''}: "
+            f"the metrics need at least {MIN_REFERENCE}"
+        )
 
 
 def save_score(run_path: Path, score: Score) -> None:

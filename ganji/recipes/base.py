@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -89,6 +90,17 @@ class Recipe:
             self.emas = {name: EMA(self.nets[name], cfg.ema_decay) for name in self.ema_nets}
         self.wire()
 
+    @classmethod
+    def weight_shapes(cls, cfg: TrainConfig, image_size: int, channels: int) -> dict[str, tuple[int, ...]]:
+        """The shape of every network weight that `cfg` describes, keyed "NET.PARAM" as in a
+        checkpoint, from networks built on the "meta" device: no memory, whatever the config says."""
+        probe = cls.__new__(cls)  # only what `build` reads
+        probe.cfg, probe.image_size, probe.channels, probe.nets = cfg, image_size, channels, {}
+        probe.device = torch.device("meta")
+        with torch.device("meta"):
+            probe.build()
+        return {f"{name}.{key}": tuple(t.shape) for name, net in probe.nets.items() for key, t in net.state_dict().items()}
+
     # -- to implement ----------------------------------------------------------------------------
     def build(self) -> None:
         """Make the networks (`self.nets`), on the CPU; the engine moves them to the device."""
@@ -149,11 +161,13 @@ class Recipe:
         """The most steps `sampler` may take on this model (DDIM: T)."""
         return MAX_SAMPLER_STEPS
 
-    def fast_sampler(self, steps: int) -> SamplerChoice | None:
-        """The model's fast deterministic sampler with `steps` steps (fewer if the model allows fewer),
-        for progress grids and evaluations; None for a one-pass model."""
-        fast = spec(self.model_name).sampling.fast
-        return SamplerChoice(fast, min(steps, self.max_steps(fast))) if fast else None
+    def fast_sampler(self, calls: int) -> SamplerChoice | None:
+        """The model's fast deterministic sampler with the steps that `calls` network calls allow
+        (fewer if the model allows fewer), for progress grids and evaluations; None for a one-pass model."""
+        choice = spec(self.model_name).sampling.fast_choice(calls)
+        if choice is None or choice.steps is None:
+            return choice
+        return dataclasses.replace(choice, steps=min(choice.steps, self.max_steps(choice.name)))
 
     # -- shared helpers --------------------------------------------------------------------------
     def optimise(self, name: str, loss: torch.Tensor) -> None:

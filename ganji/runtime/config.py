@@ -19,6 +19,8 @@ from ganji.errors import GanjiError
 # by FLOPs). Nothing is compiled on the CPU.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; saved as the run's config.json."""
@@ -50,6 +52,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
+            (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED:,} (got {self.seed})"),
             (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
             (self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})"),
             (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, f"--lr must be a finite number > 0 (got {self.lr})"),

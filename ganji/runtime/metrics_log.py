@@ -6,26 +6,31 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ganji.atomic import write_text_atomic
+from ganji.atomic import check_replaceable, file_kind, write_text_atomic
 
 
 class MetricsLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._checked = False
 
     def append(self, record: dict[str, Any]) -> None:
+        if not self._checked:  # never append to a FIFO (it would block) or a device
+            check_replaceable(self.path)
+            self._checked = True
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
-        """Every complete record; a line cut short by a crash is skipped."""
-        if not self.path.is_file():
+        """Every complete record; a line cut short by a crash, or damaged (bytes that are not UTF-8,
+        JSON nested past reason), is skipped. Anything but a regular file at the path reads as empty."""
+        if file_kind(self.path) is not None or not self.path.is_file():
             return []
         records = []
-        for line in self.path.read_text("utf-8").splitlines():
+        for raw in self.path.read_bytes().splitlines():
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 continue
             if isinstance(rec, dict):
                 records.append(rec)

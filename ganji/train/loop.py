@@ -49,7 +49,7 @@ from ganji import __version__
 from ganji.atomic import write_json_atomic
 from ganji.data.store import Dataset
 from ganji.errors import GanjiError
-from ganji.images import make_grid, save_png, to_uint8
+from ganji.images import make_grid, save_image, to_uint8
 from ganji.recipes import spec
 from ganji.recipes.base import Recipe
 from ganji.runs import Run, remove_stale_temporaries
@@ -309,7 +309,7 @@ class TrainLoop:
             images = self.recipe.generate(self.fixed_noise, sampler=choice, on_step=lambda _i: advance(1))
         low, high = self.recipe.data_range
         path = self.run.samples_dir / f"step-{self.step:08d}.png"
-        save_png(path, make_grid(to_uint8(images, low, high)))
+        save_image(path, make_grid(to_uint8(images, low, high)))
         return path
 
     def evaluate(self) -> dict[str, float]:

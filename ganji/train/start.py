@@ -5,7 +5,9 @@
      whose config.json is read back (`--resume`), with only RESUME_OVERRIDES allowed to change;
   2. the dataset: loaded, and checked to be the one the run started on (and the same on every rank);
   3. the loop (ganji.train.loop.TrainLoop), which restores the checkpoint when there is one.
-A new run that fails before its first step leaves no folder behind.
+The run folder has one writer: rank 0 holds the run's lock (ganji.runs.lock_run) from before it reads
+or writes anything of the run until training ends. A new run that fails before its first checkpoint
+(bad options, a non-finite loss, an allocation failure, Ctrl-C) leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 from ganji.errors import GanjiError
 from ganji.recipes import config_from_json, spec
-from ganji.runs import Run, create_run, discard_unstarted_run, find_run, read_run_config
+from ganji.runs import Run, RunLock, create_run, discard_unstarted_run, find_run, lock_run, read_run_config
 from ganji.runtime import distributed
+from ganji.runtime.checkpoint import checkpoint_exists
 from ganji.runtime.config import TrainConfig
 from ganji.runtime.distributed import ReportedOnMain, World, per_rank_batch
 from ganji.train.loop import TrainLoop, TrainResult
@@ -55,8 +58,9 @@ def train(
 
 
 def _plan(home: Path, model: str, given: dict[str, Any], model_opts: dict[str, Any], run_name: str | None, resume: bool,
-          world: World, observer: TrainingObserver) -> tuple[Run, TrainConfig, dict[str, Any], bool]:
-    """Rank 0: the run (found or created), its config, its saved config.json, whether it has a checkpoint."""
+          world: World, observer: TrainingObserver, locks: list[RunLock]) -> tuple[Run, TrainConfig, dict[str, Any], bool]:
+    """Rank 0: the run (found or created, and locked: the lock goes to `locks`), its config, its saved
+    config.json, whether it has a checkpoint."""
     from ganji.data.prepare import ensure_dataset
 
     model_spec = spec(model)
@@ -64,6 +68,7 @@ def _plan(home: Path, model: str, given: dict[str, Any], model_opts: dict[str, A
     if resume:
         model_spec.options(**model_opts)  # an option the model does not have is an error of its own
         run = find_run(home, model, run_name)
+        locks.append(lock_run(run))  # before reading anything: another writer may be mid-run
         saved = read_run_config(run)
         cfg = config_from_json(saved["config"])
         fixed = sorted(k for k in given if k not in RESUME_OVERRIDES and given[k] != getattr(cfg, k))
@@ -75,7 +80,7 @@ def _plan(home: Path, model: str, given: dict[str, Any], model_opts: dict[str, A
             setattr(cfg, k, v)
         cfg.validate()
         per_rank_batch(cfg.batch_size, world.size)
-        has_checkpoint = run.checkpoint_path.is_file()
+        has_checkpoint = checkpoint_exists(run.checkpoint_path)  # a folder or a broken link there is an error
         if not has_checkpoint:
             # Stopped (or killed) before its first checkpoint: nothing to lose, start it over.
             observer.note(f"run {model}/{run.name} has no checkpoint yet: training it from step 0")
@@ -84,53 +89,75 @@ def _plan(home: Path, model: str, given: dict[str, Any], model_opts: dict[str, A
         per_rank_batch(cfg.batch_size, world.size)
         ensure_dataset(home, cfg.dataset)
         run = create_run(home, model, run_name)
+        try:
+            locks.append(lock_run(run, new=True))
+        except GanjiError:
+            if run_name is None:
+                discard_unstarted_run(run)  # the empty folder claimed for a timestamp name
+            raise
         has_checkpoint = False
     return run, cfg, saved, has_checkpoint
 
 
 def _train(world: World, home: Path, model: str, given: dict[str, Any], run_name: str | None, resume: bool,
            observer: TrainingObserver | None) -> TrainResult:
-    from ganji.data.prepare import ensure_dataset
-    from ganji.data.store import load_dataset
     from ganji.home import runs_dir
 
     observer = observer or TrainingObserver()
     given = {k: v for k, v in given.items() if v is not None}
     model_opts = {k: v for k, v in (given.pop("options", None) or {}).items() if v is not None}
 
-    # 1. Rank 0 decides (a new run's name is a timestamp); every rank gets the same run and config.
-    run, cfg, saved, has_checkpoint = world.on_main(
-        lambda: _plan(home, model, given, model_opts, run_name, resume, world, observer),
-        encode=lambda r: {"run": [r[0].model, r[0].name, str(r[0].path)], "config": r[1].to_json(), "saved": r[2], "checkpoint": r[3]},
-        # The other ranks find the run under their own home (the same folder when it is shared).
-        decode=lambda d: (Run(model, d["run"][1], runs_dir(home) / model / d["run"][1]), config_from_json(d["config"]), d["saved"], d["checkpoint"]),
-    )
+    # 1. Rank 0 decides (a new run's name is a timestamp) and locks the run; every rank gets the
+    # same run and config.
+    locks: list[RunLock] = []
     try:
-        # 2. the dataset
-        if world.distributed:
-            if not resume and world.local_rank == 0 and not world.is_main:
-                ensure_dataset(home, cfg.dataset)  # each machine's first process prepares its copy if missing
-            world.barrier()
-        dataset = load_dataset(home, cfg.dataset)
-        if resume:
-            started_on = (saved.get("dataset") or {}).get("images_sha256")
-            if started_on and started_on != dataset.manifest.get("images_sha256"):
-                raise _error(
-                    world,
-                    f"dataset {cfg.dataset!r} has changed since run {model}/{run.name} started (its sha256 differs): "
-                    "resuming would train on other images; start a new run instead",
-                )
-        if world.distributed:
-            hashes = world.gather_json(dataset.manifest.get("images_sha256"))
-            if len(set(hashes)) > 1:
-                by_rank = ", ".join(str(h)[:12] for h in hashes)
-                raise _error(world, f"the processes see different {cfg.dataset!r} datasets (sha256 by rank: {by_rank}): give every machine the same copy")
-        # 3. the loop
-        loop = TrainLoop(run, cfg, dataset, resume=has_checkpoint, observer=observer, home=home, world=world)
-    except GanjiError:
-        if not resume and world.is_main:
-            discard_unstarted_run(run)  # a new run that failed before its first step leaves no folder behind
-        raise
+        run, cfg, saved, has_checkpoint = world.on_main(
+            lambda: _plan(home, model, given, model_opts, run_name, resume, world, observer, locks),
+            encode=lambda r: {"run": [r[0].model, r[0].name, str(r[0].path)], "config": r[1].to_json(), "saved": r[2], "checkpoint": r[3]},
+            # The other ranks find the run under their own home (the same folder when it is shared).
+            decode=lambda d: (Run(model, d["run"][1], runs_dir(home) / model / d["run"][1]), config_from_json(d["config"]), d["saved"], d["checkpoint"]),
+        )
+        try:
+            return _train_run(world, home, run, cfg, saved, has_checkpoint, resume, observer)
+        except BaseException:
+            if not resume and world.is_main:
+                # A new run that failed before its first checkpoint leaves no folder behind (one with
+                # a checkpoint is kept, and can be resumed).
+                discard_unstarted_run(run, locks[0] if locks else None)
+            raise
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _train_run(world: World, home: Path, run: Run, cfg: TrainConfig, saved: dict[str, Any], has_checkpoint: bool, resume: bool,
+               observer: TrainingObserver) -> TrainResult:
+    """Steps 2 and 3 of the module's docstring, for a run that is planned (and locked on rank 0)."""
+    from ganji.data.prepare import ensure_dataset
+    from ganji.data.store import load_dataset
+
+    model = run.model
+    # 2. the dataset
+    if world.distributed:
+        if not resume and world.local_rank == 0 and not world.is_main:
+            ensure_dataset(home, cfg.dataset)  # each machine's first process prepares its copy if missing
+        world.barrier()
+    dataset = load_dataset(home, cfg.dataset)
+    if resume:
+        started_on = (saved.get("dataset") or {}).get("images_sha256")
+        if started_on and started_on != dataset.manifest.get("images_sha256"):
+            raise _error(
+                world,
+                f"dataset {cfg.dataset!r} has changed since run {model}/{run.name} started (its sha256 differs): "
+                "resuming would train on other images; start a new run instead",
+            )
+    if world.distributed:
+        hashes = world.gather_json(dataset.manifest.get("images_sha256"))
+        if len(set(hashes)) > 1:
+            by_rank = ", ".join(str(h)[:12] for h in hashes)
+            raise _error(world, f"the processes see different {cfg.dataset!r} datasets (sha256 by rank: {by_rank}): give every machine the same copy")
+    # 3. the loop
+    loop = TrainLoop(run, cfg, dataset, resume=has_checkpoint, observer=observer, home=home, world=world)
     if has_checkpoint and loop.step >= loop.stop_step:
         raise _error(
             world,
