@@ -67,7 +67,7 @@ def compare_command(
     n: Annotated[int | None, typer.Option("--n", help="Samples per model for the metrics \\[default: 10000; 1000 with --train quick].", show_default=False)] = None,
     features: Annotated[str, typer.Option(help="Feature network: kanji (offline) or inception.")] = "kanji",
     sampler: Annotated[str | None, typer.Option(help=f"Sampler of the iterative models that have it ({SAMPLERS_HELP}) \\[default: each model's fast one: {FAST_SAMPLERS}].", show_default=False)] = None,
-    steps: Annotated[int | None, typer.Option(help="Steps of the step-choosing samplers \\[default: 50; 20 with --train quick].", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help="Network calls per sample for each model's own fast sampler (steps of a first-order one, half for Heun), or the steps of --sampler \\[default: 50; 20 with --train quick].", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for every model).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     reference_font: Annotated[Path | None, typer.Option(help="Font for the 'real, another font' row \\[default: Noto Sans CJK JP, if `noto-cjk-sans-jp-regular` is installed].", show_default=False)] = None,

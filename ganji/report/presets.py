@@ -2,18 +2,22 @@
 registry entry's `quick` (ganji.recipes.registry), planned as follows.
 
 `paper`: the GANji study's final settings, 100 epochs on the 64 px set (the defaults of `ganji train`).
-`quick`: the whole study (data, three models, metrics, report) in about 15 minutes on 2 CPU cores,
-still giving kanji-like samples. Chosen from short runs on a 2-core CPU (issue 6's note has the figures):
+`quick`: the whole study (data, four models, metrics at n = 2,000, report) in at most 20 minutes on 2
+CPU cores, with the time given to the models that turn it into quality. Chosen from short runs on a
+2-core CPU (issue 6's note and the README's "What we tried" have the figures):
 - 32 px images: kanji stay legible and every network does 4x less work per image.
-- VAE: latent 64, base width 16, batch 32, 4 epochs (about 320 img/s, 1,250 steps in ~2 minutes) and
+- VAE: latent 64, base width 16, batch 32, 4 epochs (about 420 img/s, 1,250 steps in ~2 minutes) and
   β = 0.1: at β = 1 this short run is still in posterior collapse (KL 2.3 nats, every sample the mean
   kanji); at β = 0.1 the latent carries 75 nats and samples differ (blurry, as the paper's VAE).
 - GAN: the DCGAN-style networks (128, 64, 32), non-saturating BCE loss, one D step per G step, no
-  gradient penalty: about 750 img/s, so 20 epochs (3,000 G steps) fit in 5 minutes. The paper's
-  ResNet + hinge + GP at 5 D steps manages 40 img/s here: 2 epochs in that time, and still noise. Hinge
-  with spectral norm at this budget gave denser, less varied strokes than BCE (same seed and time).
-- DDPM: U-Net base width 16, T = 256 (sampled with DDIM-20), batch 32 and lr 1e-3 (more, larger
-  steps: about 230 img/s, 6 epochs = 1,900 steps in under 5 minutes, cosine-annealed to 0).
+  gradient penalty: about 1,200 img/s, 20 epochs in 3 minutes. The paper's ResNet + hinge + GP at
+  5 D steps manages 40 img/s here: 2 epochs in that time, and still noise.
+- DDPM: U-Net base width 16, T = 256, batch 32 and lr 1e-3 (more, larger steps), v prediction with
+  min-SNR-5 weighting and DPM-Solver++ (FID 131 against the paper's ε and DDIM's 162 at 6 epochs);
+  8 epochs (about 3.5 minutes).
+- flow: the same U-Net, batch and lr as the DDPM; the best model per minute (FID 47 at 6 epochs with
+  Heun-10 against the DDPM's 131), so it gets the most time: 16 epochs (about 7 minutes).
+Iterative models are scored at the same 20 network calls per sample (DPM-Solver-20, Heun-10).
 The learning-rate schedules are planned for the epochs; each model's wall-clock budget is a safety
 net for slower machines, not the plan.
 """
@@ -31,9 +35,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {m.name: {} for m in MODELS},
     "quick": {m.name: {"dataset": QUICK_DATASET, **m.quick} for m in MODELS},
 }
-# What `ganji compare` measures with after training with a preset: samples per model, and the steps
-# of each iterative model's fast sampler (DDIM for the DDPM).
-PRESET_EVAL_N = {"paper": 10_000, "quick": 1_000}
+# What `ganji compare` measures with after training with a preset: samples per model, and the network
+# calls per sample of each iterative model's fast sampler (DPM-Solver++ for the DDPM, Heun for the flow).
+PRESET_EVAL_N = {"paper": 10_000, "quick": 2_000}
 PRESET_STEPS = {"paper": 50, "quick": 20}
 
 
