@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from ganji import __version__
 from ganji.console import err_console
@@ -49,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="ganji")
     except GanjiError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)  # text in [] is not markup
         sys.exit(1)
     except OSError as exc:  # read-only folder, full disk, missing file: a fact about the machine
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        err_console.print(f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc.strerror or exc) + where)}", highlight=False, soft_wrap=True)
         sys.exit(1)

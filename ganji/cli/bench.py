@@ -245,6 +245,77 @@ def bench_fid_command(
         console.print(table)
 
 
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise GanjiError(f"{what} takes comma-separated whole numbers (got {text!r})")
+    return values
+
+
+@bench_app.command("peer")
+def bench_peer_command(
+    model: Annotated[str, typer.Option(help="Our model to compare: an iterative one (ddpm or flow), with its quick preset.")] = "flow",
+    seconds: Annotated[float, typer.Option(help="Training wall time of each contender, in seconds (142: the quick DDPM's before issue 17).")] = 142.0,
+    n: Annotated[int, typer.Option("--n", help="Samples per FID.")] = 1_000,
+    calls: Annotated[int, typer.Option(help="Network calls per sample: the peer's DDIM steps, our fast sampler's budget.")] = 20,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; every contender trains once per seed.")] = "0",
+    peer_dims: Annotated[str, typer.Option(help="Comma-separated Unet widths (dim) of the peer.")] = "32",
+    peer_dim_mults: Annotated[str, typer.Option(help="The peer's Unet dim_mults.")] = "1,2,4",
+    peer_timesteps: Annotated[int, typer.Option(help="The peer's T.")] = 256,
+    peer_lr: Annotated[float, typer.Option(help="The peer's Adam learning rate.")] = 1e-3,
+    peer_batch_size: Annotated[int, typer.Option(help="The peer's batch size.")] = 32,
+    dataset: Annotated[str, typer.Option(help="Prepared dataset both train on (kanji32 is prepared if missing).")] = "kanji32",
+    features: Annotated[str, typer.Option(help="FID features: kanji or inception.")] = "kanji",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Our model against lucidrains' denoising-diffusion-pytorch: same data, training time, network
+    calls per sample and metric, in one run (needs `pip install "ganji[peer]"`)."""
+    from ganji.home import resolve_home
+    from ganji.perf.peer import bench_peer
+
+    if model not in model_names() or not spec(model).sampling.iterative:
+        raise GanjiError(f"--model must be an iterative model: {', '.join(m.name for m in MODELS if m.sampling.iterative)} (got {model!r})")
+    if not (seconds > 0 and seconds <= 86_400) or n < 10 or not 1 <= calls <= 1_000 or peer_timesteps < calls:
+        raise GanjiError("--seconds must be in (0, 86400], --n at least 10, --calls in 1..1000 and at most --peer-timesteps")
+    rows = []
+
+    def show(row) -> None:
+        rows.append(row)
+        if not as_json:
+            err_console.print(f"{row.name} (seed {row.seed}): {row.steps:,} steps in {row.train_seconds:,.0f} s, FID {row.fid:,.1f}")
+
+    with err_console.status("training and scoring both sides (this takes a while)..."):
+        bench_peer(resolve_home(home), model=model, dataset=dataset, seconds=seconds, n=n, calls=calls,
+                   seeds=_int_list(seeds, "--seeds"), peer_dims=_int_list(peer_dims, "--peer-dims"),
+                   dim_mults=tuple(_int_list(peer_dim_mults, "--peer-dim-mults")), timesteps=peer_timesteps, peer_lr=peer_lr,
+                   peer_batch=peer_batch_size, features=features, device_name=device, on_row=show)
+    if as_json:
+        console.print_json(json.dumps([{**dataclasses.asdict(r)} for r in rows]))
+        return
+    table = Table(title=f"ganji {model} against the peer: {seconds:g} s of training each, {calls} network calls per sample, n = {n:,}")
+    for col in ("contender", "seed", "configuration", "parameters", "steps", "images", "train s", "sampler", "sample s", "FID", "KID x1000",
+                "precision", "recall"):
+        table.add_column(col, justify="left" if col in ("contender", "configuration", "sampler") else "right")
+    for r in rows:
+        sc = r.score
+        table.add_row(r.name, str(r.seed), r.configuration, f"{r.parameters:,}", f"{r.steps:,}", f"{r.images_seen:,}",
+                      f"{r.train_seconds:,.0f}", r.sampler, f"{r.sample_seconds:,.1f}", f"{sc['fid']:,.1f}",
+                      f"{sc['kid']:,.1f}", f"{sc['precision']:.3f}", f"{sc['recall']:.3f}")
+    console.print(table)
+    ours = [r.fid for r in rows if r.name.startswith("ganji")]
+    for dim in _int_list(peer_dims, "--peer-dims"):
+        theirs = [r.fid for r in rows if r.name == f"peer dim {dim}"]
+        if ours and theirs:
+            mean_ours, mean_theirs = sum(ours) / len(ours), sum(theirs) / len(theirs)
+            console.print(f"mean FID over {len(ours)} seed(s): ganji {model} {mean_ours:,.1f}, peer dim {dim} {mean_theirs:,.1f} "
+                          f"(ours is {mean_ours / mean_theirs:.2f}x the peer's)")
+
+
 def torch_version() -> str:
     import torch
 

@@ -16,6 +16,7 @@ from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
 from ganji.recipes import MODELS, model_names
+from ganji.report.presets import PRESET_EVAL_N, PRESET_STEPS
 
 FAST_SAMPLERS = ", ".join(f"{m.name} {m.sampling.fast}" for m in MODELS if m.sampling.iterative)
 
@@ -61,13 +62,13 @@ def result_table(rows: list, references: list | None = None) -> Table:
 
 @app.command("compare")
 def compare_command(
-    train: Annotated[str | None, typer.Option("--train", help="First train every model that has no run: quick (~15 min on 2 CPU cores, 32 px) or paper (100 epochs).", show_default=False)] = None,
+    train: Annotated[str | None, typer.Option("--train", help="First train every model that has no run: quick (under 20 min on 2 CPU cores, 32 px) or paper (100 epochs).", show_default=False)] = None,
     runs: Annotated[str | None, typer.Option(help="Runs to compare, e.g. gan=r1,ddpm=r2 \\[default: each model's latest].", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("report"),
-    n: Annotated[int | None, typer.Option("--n", help="Samples per model for the metrics \\[default: 10000; 1000 with --train quick].", show_default=False)] = None,
+    n: Annotated[int | None, typer.Option("--n", help=f"Samples per model for the metrics \\[default: {PRESET_EVAL_N['paper']}; {PRESET_EVAL_N['quick']} with --train quick].", show_default=False)] = None,
     features: Annotated[str, typer.Option(help="Feature network: kanji (offline) or inception.")] = "kanji",
     sampler: Annotated[str | None, typer.Option(help=f"Sampler of the iterative models that have it ({SAMPLERS_HELP}) \\[default: each model's fast one: {FAST_SAMPLERS}].", show_default=False)] = None,
-    steps: Annotated[int | None, typer.Option(help="Network calls per sample for each model's own fast sampler (steps of a first-order one, half for Heun), or the steps of --sampler \\[default: 50; 20 with --train quick].", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help=f"Network calls per sample for each model's own fast sampler (steps of a first-order one, half for Heun), or the steps of --sampler \\[default: {PRESET_STEPS['paper']}; {PRESET_STEPS['quick']} with --train quick].", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (the same for every model).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     reference_font: Annotated[Path | None, typer.Option(help="Font for the 'real, another font' row \\[default: Noto Sans CJK JP, if `noto-cjk-sans-jp-regular` is installed].", show_default=False)] = None,
@@ -79,7 +80,7 @@ def compare_command(
     from ganji.features.extractors import EXTRACTORS, load_extractor
     from ganji.home import cache_dir
     from ganji.cli.train_display import ProgressBar, summary_table
-    from ganji.report.presets import PRESET_EVAL_N, PRESET_STEPS, PRESETS
+    from ganji.report.presets import PRESETS
     from ganji.report.study import measure, measure_references, missing_models, train_missing, write_report
     from ganji.runtime.device import resolve_device
 
