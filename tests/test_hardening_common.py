@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_bad_input import cli, one_line_error, succeeded  # noqa: F401 (shared with the bad-input suite)
 
 from ganji.cli import main
 
@@ -108,36 +109,6 @@ def ganji(home: Path, *args: str, timeout: float = 120, address_space: int = ADD
 def popen(home: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", LIMITED, str(ADDRESS_SPACE), *args], env=env_for(home),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `ganji ARGS` in-process; an escaping exception fails the test."""
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(result: tuple[int, str, str], *needles: str) -> str:
-    """The command failed (exit != 0) with exactly one line, `error: ...`, containing every needle."""
-    code, out, err = result
-    assert "Traceback" not in out + err, out + err
-    assert code != 0, out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-def succeeded(result: tuple[int, str, str]) -> tuple[str, str]:
-    code, out, err = result
-    assert code == 0 and "Traceback" not in out + err, out + err
-    return out, err
 
 
 def tree(*roots: Path) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 from conftest import make_kanji
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
-from test_hardening_common import cli, env_for, ganji, hidden_leftovers, no_hang, one_line_error, succeeded, tree
+from test_hardening_common import cli, copy_world, env_for, ganji, hidden_leftovers, no_hang, one_line_error, succeeded, tree
 
 from ganji.errors import GanjiError
 
@@ -40,10 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def home(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    copy = tmp_path / "home"
-    shutil.copytree(world, copy)
-    monkeypatch.setenv("GANJI_HOME", str(copy))
-    return copy
+    return copy_world(world, tmp_path, monkeypatch)
 
 
 def datasets(home: Path) -> Path:
