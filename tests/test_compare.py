@@ -80,3 +80,25 @@ def test_compare_errors_are_one_line(two_models: Path, tmp_path: Path, args: tup
 def test_compare_with_no_runs_says_how_to_start(home: Path, tmp_path: Path) -> None:
     proc = ganji(home, "compare", "-o", str(tmp_path / "r"))
     assert proc.returncode == 1 and "ganji compare --train quick" in proc.stderr
+
+
+def test_ctrl_c_while_training_stops_the_whole_study(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: an interrupted model kept its checkpoint and the study went on to train the next model."""
+    import ganji.train.start
+    from ganji.errors import GanjiError
+    from ganji.report.study import train_missing
+    from ganji.runs import Run
+    from ganji.train.loop import StopReason, TrainResult
+
+    trained = []
+
+    def interrupted(home_: Path, model: str, given: dict, run_name: str | None = None, **_: object) -> TrainResult:
+        trained.append(model)
+        return TrainResult(run=Run(model, run_name or "r", home_ / model), step=7, total_steps=100, epoch=0.1,
+                           reason=StopReason.INTERRUPTED, train_seconds=1.0, images_per_second=1.0, losses={})
+
+    monkeypatch.setattr(ganji.train.start, "train", interrupted)
+    make_kanji(home, name="kanji32", size=32, limit=16)
+    with pytest.raises(GanjiError, match=r"interrupted while training vae: run vae/quick keeps its checkpoint at step 7"):
+        train_missing(home, ["vae", "gan"], "quick")
+    assert trained == ["vae"]

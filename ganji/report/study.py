@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ganji.atomic import write_json_atomic, write_text_atomic
+from ganji.errors import GanjiError
 from ganji.metrics.protocol import Score, Track, _no_track, evaluate_run
 from ganji.report.figures import ModelPictures, neighbours_figure, progress_figure, samples_figure, training_figure
 from ganji.recipes import config_from_json, spec
@@ -77,6 +78,7 @@ def train_missing(
     from ganji.data.prepare import build_kanji, report
     from ganji.data.store import is_prepared
     from ganji.report.presets import PRESETS, preset_dataset
+    from ganji.train.loop import StopReason
     from ganji.train.start import train
 
     name, size = preset_dataset(preset)
@@ -88,6 +90,11 @@ def train_missing(
         result = train(home, model, dict(PRESETS[preset][model]), run_name=preset, observer=observer() if observer else None)
         if on_result is not None:
             on_result(result)
+        if result.reason is StopReason.INTERRUPTED:  # Ctrl-C (or SIGTERM) stops the whole study, not one model
+            raise GanjiError(
+                f"interrupted while training {model}: run {model}/{result.run.name} keeps its checkpoint at step {result.step} "
+                f"(`ganji train {model} --run {result.run.name} --resume` finishes it); nothing else was trained or measured"
+            )
 
 
 def missing_models(home: Path, runs: dict[str, str | None]) -> list[str]:
