@@ -4,19 +4,20 @@ registry entry's `quick` (ganji.recipes.registry), planned as follows.
 `paper`: the GANji study's final settings, 100 epochs on the 64 px set (the defaults of `ganji train`).
 `quick`: the whole study (data, four models, metrics at n = 2,000, report) in at most 20 minutes on 2
 CPU cores, with the time given to the model that turns it into quality. Planned on a 2-core CPU that
-trains the VAE at ~300 img/s, the GAN at ~730 and the U-Nets at ~210 (the README's "What we tried"
-has the measurements; each budget below is a safety net for slower machines, not the plan):
+trains the VAE at ~180-300 img/s, the GAN at ~700 and the U-Nets at ~210 (the README's "What we tried"
+has the measurements; each model's time budget is a cap that keeps the whole under 20 minutes):
 - 32 px images: kanji stay legible and every network does 4x less work per image.
-- VAE: latent 64, base width 16, batch 32, 3 epochs (~2 minutes) and β = 0.1: at β = 1 a run this
+- VAE: latent 64, base width 16, batch 32, 4 epochs (~2.5 minutes; 3 epochs scored far worse) and β = 0.1: at β = 1 a run this
   short is still in posterior collapse (every sample the mean kanji); at β = 0.1 the latent carries
   ~75 nats and samples differ (blurry, as the paper's VAE).
 - GAN: the DCGAN-style networks (128, 64, 32), non-saturating BCE loss, one D step per G step, no
-  gradient penalty, 12 epochs (~2.5 minutes; its losses drift apart from epoch ~10 on). The paper's
+  gradient penalty, 20 epochs (~4.5 minutes; 12 epochs scored twice its FID). The paper's
   ResNet + hinge + GP at 5 D steps manages 40 img/s here: 2 epochs in that time, and still noise.
 - DDPM: U-Net base width 16, T = 256, batch 32 and lr 1e-3 (more, larger steps), v prediction with
-  min-SNR-5 weighting, sampled with DPM-Solver++; 4 epochs (~3.5 minutes).
+  min-SNR-5 weighting, sampled with DPM-Solver++; 3 epochs (~2.5 minutes: it gains less per minute
+  than the flow, 149 at 4 epochs and 114 at 8 against the flow's 35 at 9).
 - flow: the same U-Net, batch and lr as the DDPM; the best model per minute, so it gets the most
-  time: 9 epochs (~7.5 minutes).
+  time: 8 epochs (~6.5 minutes).
 Iterative models are scored at the same 20 network calls per sample (DPM-Solver++-20, Heun-10).
 The learning-rate schedules are planned for the epochs.
 """
