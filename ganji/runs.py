@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ganji.atomic import ExclusiveLock, leftover_temporaries
+from ganji.atomic import ExclusiveLock, file_kind, leftover_temporaries
 from ganji.errors import GanjiError
 from ganji.home import runs_dir
 
@@ -112,8 +112,6 @@ def find_run(home: Path, model: str, name: str | None = None) -> Run:
 
 def read_run_config(run: Run) -> dict[str, Any]:
     """A run's config.json as written by `ganji train`; a clear error if it was damaged or edited badly."""
-    from ganji.atomic import file_kind
-
     kind = file_kind(run.config_path)
     if kind is not None:  # never open a FIFO or a device: reading it could block or never end
         raise GanjiError(f"{run.config_path} is {kind}, not a valid run config")
