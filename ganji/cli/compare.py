@@ -16,7 +16,7 @@ from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
 from ganji.recipes import MODELS, model_names
-from ganji.report.presets import PRESET_EVAL_N, PRESET_STEPS
+from ganji.report.presets import PRESET_EVAL_N, PRESET_STEPS, PRESETS
 
 FAST_SAMPLERS = ", ".join(f"{m.name} {m.sampling.fast}" for m in MODELS if m.sampling.iterative)
 
@@ -77,12 +77,7 @@ def compare_command(
     home: HomeOption = None,
 ) -> None:
     """The study: train (optionally), measure and picture every model side by side."""
-    from ganji.features.extractors import EXTRACTORS, load_extractor
-    from ganji.home import cache_dir
-    from ganji.cli.train_display import ProgressBar, summary_table
-    from ganji.report.presets import PRESETS
-    from ganji.report.study import measure, measure_references, missing_models, train_missing, write_report
-    from ganji.runtime.device import resolve_device
+    from ganji.features import EXTRACTORS
 
     if train is not None and train not in PRESETS:
         raise GanjiError(f"--train must be quick or paper (got {train!r})")
@@ -95,6 +90,13 @@ def compare_command(
     steps = steps if steps is not None else PRESET_STEPS[train or "paper"]
     if n < 10:
         raise GanjiError(f"--n must be at least 10 (got {n})")
+    # The heavy imports (torch) after the checks, so that a mistyped option fails at once.
+    from ganji.cli.train_display import ProgressBar, summary_table
+    from ganji.features.extractors import load_extractor
+    from ganji.home import cache_dir
+    from ganji.report.study import measure, measure_references, missing_models, train_missing, write_report
+    from ganji.runtime.device import resolve_device
+
     root = resolve_home(home)
     wanted = parse_runs(runs)
     extractor = load_extractor(features, resolve_device(device), cache_dir(root))  # fail early: before any training

@@ -67,11 +67,7 @@ def fid_command(
     home: HomeOption = None,
 ) -> None:
     """Measure how real (and how novel) generated kanji are, with one protocol for every model."""
-    from ganji.features.extractors import EXTRACTORS, load_extractor
-    from ganji.home import cache_dir
-    from ganji.metrics.protocol import evaluate_folder, evaluate_run
-    from ganji.runs import list_runs
-    from ganji.runtime.device import resolve_device
+    from ganji.features import EXTRACTORS
 
     chosen = sum([model is not None, all_models, images is not None])
     if chosen != 1:
@@ -82,6 +78,13 @@ def fid_command(
         raise GanjiError(f"--features must be one of {', '.join(EXTRACTORS)} (got {features!r})")
     if n < 10:
         raise GanjiError(f"--n must be at least 10 for the metrics to mean anything (got {n})")
+    # The heavy imports (torch) after the checks, so that a mistyped option fails at once.
+    from ganji.features.extractors import load_extractor
+    from ganji.home import cache_dir
+    from ganji.metrics.protocol import evaluate_folder, evaluate_run
+    from ganji.runs import list_runs
+    from ganji.runtime.device import resolve_device
+
     root = resolve_home(home)
     if all_models:
         models = [m.value for m in Model if list_runs(root, m.value)]

@@ -18,11 +18,10 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ganji.errors import GanjiError
-from ganji.features import inception as fid_inception
+from ganji.features import EXTRACTORS
 from ganji.features.kanji_net import KanjiNet, prepare_input
 from ganji.features.resize import pil_bicubic_resize
 
-EXTRACTORS = ("kanji", "inception")
 KANJI_NET_PATH = Path(__file__).resolve().parent.parent / "assets" / "features" / "kanji_net.safetensors"
 # Pinned: the file made by `python -m ganji.features.train_kanji_net --epochs 12 --seed 0`.
 KANJI_NET_SHA256 = "9e4a82217721539a7dfe52d6d0ce4218a28fd5afb2cdb8cdee4262bae1fc3ad7"
@@ -81,7 +80,9 @@ def load_kanji_net(path: Path = KANJI_NET_PATH, expected_sha256: str | None = KA
 
 def _inception_prepare(images: Tensor) -> Tensor:
     """uint8 -> [0, 1] floats at 299 px by PIL bicubic per channel, gray repeated to 3 channels."""
-    x = pil_bicubic_resize(images.float() / 255.0, fid_inception.INPUT_SIZE)
+    from ganji.features.inception import INPUT_SIZE
+
+    x = pil_bicubic_resize(images.float() / 255.0, INPUT_SIZE)
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
@@ -91,6 +92,9 @@ def load_extractor(name: str, device: torch.device, cache: Path, inception_weigh
         net = load_kanji_net()
         return Extractor("kanji", _sha256(KANJI_NET_PATH), net.body[-1].num_features, _KanjiFeatures(net).to(device), prepare_input, device)
     if name == "inception":
+        # Imported here: torchvision.models costs seconds to import, and most runs use the kanji features.
+        from ganji.features import inception as fid_inception
+
         if inception_weights is not None:
             if not inception_weights.is_file():
                 raise GanjiError(f"--inception-weights: {inception_weights} is not a file")
