@@ -2,6 +2,8 @@
 
 Loss (negative ELBO per image): sum over pixels of BCE-with-logits(x̂, x) + β · KL(q(z|x) ‖ N(0, I)),
 KL = -½ Σ (1 + log σ² - μ² - σ²); data in [0, 1]; Adam with a one-cycle learning rate over the run.
+A sample decodes z ~ N(0, I) to the Bernoulli decoder's mean σ(x̂) (the paper) or, with
+`--decoder-output mode`, to its mode 1[x̂ > 0].
 """
 
 from __future__ import annotations
@@ -74,8 +76,11 @@ class VAERecipe(Recipe):
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
                on_step: OnStep | None) -> torch.Tensor:
         with self.precision.autocast():
-            logits = net.decode(noise)
-        return torch.sigmoid(logits.float())
+            logits = net.decode(noise).float()
+        if self.cfg.options.decoder_output == "mode":
+            # argmax of Bernoulli(σ(logit)) per pixel: 1 where the logit is positive.
+            return (logits > 0).to(logits.dtype)
+        return torch.sigmoid(logits)
 
     def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
         x, beta = x.float().contiguous(), self.cfg.options.beta
@@ -91,4 +96,5 @@ class VAERecipe(Recipe):
 
     @staticmethod
     def describe(o: VAEOptions) -> str:
-        return f"{o.arch}, latent {o.latent_dim}, width {o.base_width}" + (f", β {o.beta:g}" if o.beta != 1 else "")
+        return (f"{o.arch}, latent {o.latent_dim}, width {o.base_width}" + (f", β {o.beta:g}" if o.beta != 1 else "")
+                + (f", decoder {o.decoder_output}" if o.decoder_output != "mean" else ""))
