@@ -141,6 +141,19 @@ def train_command(
 ) -> None:
     """Train a model; defaults reproduce the paper's final configuration (100 epochs)."""
     from ganji.recipes import spec
+
+    name = model.value
+    options = _parse_model_options(spec(name), model_options)
+    given = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+        "precision": precision, "compile": compile, "compile_mode": compile_mode, "ema_decay": ema_decay, "dataset": dataset,
+        "max_steps": max_steps, "time_budget": time_budget, "sample_every": sample_every,
+        "checkpoint_every": checkpoint_every, "log_every": log_every, "options": options,
+        "eval_every": eval_every, "eval_n": eval_n, "eval_features": eval_features,
+    }
+    # Each value checked on its own before torch is imported, so that a mistyped option fails at
+    # once; train() checks them again merged with a resumed run's.
+    spec(name).config(options, **{k: v for k, v in given.items() if k != "options"})
     from ganji.runtime.distributed import world_from_env
 
     world = world_from_env()
@@ -158,15 +171,6 @@ def train_command(
     from ganji.runtime.distributed import ReportedOnMain
     from ganji.train.start import train
 
-    name = model.value
-    options = _parse_model_options(spec(name), model_options)
-    given = {
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
-        "precision": precision, "compile": compile, "compile_mode": compile_mode, "ema_decay": ema_decay, "dataset": dataset,
-        "max_steps": max_steps, "time_budget": time_budget, "sample_every": sample_every,
-        "checkpoint_every": checkpoint_every, "log_every": log_every, "options": options,
-        "eval_every": eval_every, "eval_n": eval_n, "eval_features": eval_features,
-    }
     try:
         result = train(resolve_home(home), name, given, run_name=run, resume=resume, observer=None if quiet else ProgressBar())
     except ReportedOnMain:
