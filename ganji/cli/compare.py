@@ -38,8 +38,9 @@ def result_table(rows: list, references: list | None = None) -> Table:
 
     references = references or []
     table = Table(title="ganji compare")
+    quiz = any(r.fooled is not None for r in rows)  # a "fooled" column only where `ganji quiz` answers exist
     cols = ("model", "configuration", "params", "epochs", "train min", "img/s", "device", "sample 10k s", "FID", "x font", "KID x1000",
-            "prec.", "recall", "copies")
+            "prec.", "recall", "copies") + (("fooled",) if quiz else ())
     for c in cols:
         table.add_column(c, justify="left" if c in ("model", "configuration", "device") else "right", overflow="fold")
 
@@ -52,11 +53,12 @@ def result_table(rows: list, references: list | None = None) -> Table:
         table.add_row(
             r.model, r.config, f"{r.parameters:,}", f"{r.epochs:.3g}", f"{r.train_seconds / 60:.1f}", f"{r.images_per_s:,.1f}", r.device,
             f"{r.sample_10k_seconds:,.1f}", f"{s.fid:.3f}", ratio(s), f"{s.kid:.2f}", f"{s.precision:.3f}", f"{s.recall:.3f}",
-            f"{100 * s.novelty_copies:.1f}%", end_section=bool(references) and i + 1 == len(rows),
+            f"{100 * s.novelty_copies:.1f}%", *([r.fooled.text() if r.fooled else "-"] if quiz else []),
+            end_section=bool(references) and i + 1 == len(rows),
         )
     for s in references:
         table.add_row(s.model, s.details.get("font", f"{s.n:,} other kanji"), "", "", "", "", "", "", f"{s.fid:.3f}", ratio(s), f"{s.kid:.2f}",
-                      f"{s.precision:.3f}", f"{s.recall:.3f}", f"{100 * s.novelty_copies:.1f}%", style="dim")
+                      f"{s.precision:.3f}", f"{s.recall:.3f}", f"{100 * s.novelty_copies:.1f}%", *([""] if quiz else []), style="dim")
     return table
 
 
@@ -94,7 +96,7 @@ def compare_command(
     from ganji.cli.train_display import ProgressBar, summary_table
     from ganji.features.extractors import load_extractor
     from ganji.home import cache_dir
-    from ganji.report.study import measure, measure_references, missing_models, train_missing, write_report
+    from ganji.report.study import add_quiz_scores, measure, measure_references, missing_models, train_missing, write_report
     from ganji.runtime.device import resolve_device
 
     root = resolve_home(home)
@@ -121,6 +123,7 @@ def compare_command(
     with progress:
         rows, pictures = measure(root, present, extractor, n, sampler=sampler, steps=steps, seed=seed, device=device, track=track)
         references, notes = measure_references(root, rows, extractor, n, reference_font, track)
+    notes += add_quiz_scores(root, rows)
     for note in notes:
         err_console.print(note)
     files = write_report(out, rows, pictures, train, missing, references)

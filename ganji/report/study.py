@@ -27,6 +27,7 @@ from ganji.runtime.config import TrainConfig
 from ganji.runtime.metrics_log import MetricsLog
 
 if TYPE_CHECKING:
+    from ganji.quiz.scoring import Rate
     from ganji.train.loop import TrainResult
     from ganji.train.observer import TrainingObserver
 
@@ -49,16 +50,19 @@ class RunSummary:
     sample_10k_seconds: float
     score: Score
     extra: dict[str, Any] = field(default_factory=dict)
+    fooled: Rate | None = None  # `ganji quiz` answers on this run's kanji, pooled (add_quiz_scores)
 
     def to_json(self) -> dict[str, Any]:
         s = self.score
+        quiz = {} if self.fooled is None else {"fooled": self.fooled.value, "fooled_low": self.fooled.low,
+                                               "fooled_high": self.fooled.high, "fooled_answers": self.fooled.total}
         return {
             "model": self.model, "run": self.run, "config": self.config, "parameters": self.parameters,
             "epochs": round(self.epochs, 3), "train_seconds": round(self.train_seconds, 1), "images_per_s": round(self.images_per_s, 2),
             "device": self.device, "sample_10k_seconds": round(self.sample_10k_seconds, 2), "n": s.n, "extractor": s.extractor,
             "fid": s.fid, "kid": s.kid, "kid_std": s.kid_std, "precision": s.precision, "recall": s.recall,
             "novelty_copies": s.novelty_copies, "nn_distance": s.nn_distance, "sampler": s.details.get("sampler"),
-            "sampler_steps": s.details.get("steps"),
+            "sampler_steps": s.details.get("steps"), **quiz,
         }
 
 
@@ -95,6 +99,17 @@ def train_missing(
                 f"interrupted while training {model}: run {model}/{result.run.name} keeps its checkpoint at step {result.step} "
                 f"(`ganji train {model} --run {result.run.name} --resume` finishes it); nothing else was trained or measured"
             )
+
+
+def add_quiz_scores(home: Path, rows: list[RunSummary]) -> list[str]:
+    """Each row's fool rate from the home's `ganji quiz` answers, where there are any (HYPE-∞: the
+    share of the run's kanji that people called real); notes on damaged quiz sessions left out."""
+    from ganji.quiz.scoring import run_fool_rates
+
+    rates, notes = run_fool_rates(home)
+    for r in rows:
+        r.fooled = rates.get((r.model, r.run))
+    return notes
 
 
 def missing_models(home: Path, runs: dict[str, str | None]) -> list[str]:
@@ -216,6 +231,7 @@ def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], sta
              references: list[Score] | None = None) -> str:
     references = references or []
     first = rows[0].score
+    quiz = any(r.fooled is not None for r in rows)  # the column only where quiz answers exist
     lines = [
         "# ganji comparison",
         "",
@@ -228,8 +244,9 @@ def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], sta
         "kanji drawn in another font; x font: FID in multiples of the another-font row's (the same characters in another "
         "font count as copies: the features see the character, not the font).",
         "",
-        "| model | configuration | parameters | epochs | training | img/s | sample 10k | FID | x font | KID x1000 | precision | recall | copies |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | configuration | parameters | epochs | training | img/s | sample 10k | FID | x font | KID x1000 | precision | recall | copies |"
+        + (" fooled |" if quiz else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if quiz else ""),
     ]
     for r in rows:
         s = r.score
@@ -239,6 +256,7 @@ def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], sta
             f"| {r.model} | {r.config} | {r.parameters:,} | {r.epochs:.3g} | {r.train_seconds / 60:.1f} min | {r.images_per_s:,.1f} | "
             f"{r.sample_10k_seconds:,.1f} s{sampler} | {s.fid:.3f} | {f'{s.fid / unit:.1f}' if unit else '-'} | "
             f"{s.kid:.3f} ± {s.kid_std:.3f} | {s.precision:.3f} | {s.recall:.3f} | {100 * s.novelty_copies:.1f}% |"
+            + (f" {r.fooled.text() if r.fooled else '-'} |" if quiz else "")
         )
     for s in references:
         unit = font_fid(references, s.dataset)
@@ -246,7 +264,11 @@ def markdown(rows: list[RunSummary], preset: str | None, devices: list[str], sta
         lines.append(
             f"| *{s.model}* | {what} | | | | | | {s.fid:.3f} | {f'{s.fid / unit:.1f}' if unit else '-'} | "
             f"{s.kid:.3f} ± {s.kid_std:.3f} | {s.precision:.3f} | {s.recall:.3f} | {100 * s.novelty_copies:.1f}% |"
+            + (" |" if quiz else "")
         )
+    if quiz:
+        lines += ["", "Fooled: the share of the run's kanji that people called real in `ganji quiz` (HYPE-∞: 50% = people "
+                  "cannot tell them from real kanji), pooled over every quiz session, with the number of answers it rests on."]
     if missing:
         lines += ["", "Not compared (no run): " + ", ".join(f"{m} (train one with `ganji train {m}`)" for m in missing) + "."]
     lines += [
