@@ -284,7 +284,8 @@ VAE = ModelSpec(
     name="vae", title="VAE", description="variational autoencoder (Kingma & Welling 2014): a ResNet encoder and decoder, blurry but fast",
     recipe="ganji.recipes.vae:VAERecipe", options_type=VAEOptions, batch_size=128, lr=1e-3, ema_decay=0.0, bf16=True,
     quick={"epochs": 4, "time_budget": 3.0, "sample_every": 1, "batch_size": 32,
-           "options": {"latent_dim": 64, "base_width": 16, "beta": 0.1}},
+           # The decoder's mode, not its mean: FID 97 against 233 for the same weights (README "What we tried").
+           "options": {"latent_dim": 64, "base_width": 16, "beta": 0.1, "decoder_output": "mode"}},
 )
 GAN = ModelSpec(
     name="gan", title="GAN", description="generative adversarial network: ResNet generator and critic, hinge loss + gradient penalty",
