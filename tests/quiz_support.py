@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -67,8 +68,11 @@ def ganji_env(home: Path) -> dict[str, str]:
 
 def start_server(home: Path, *args: str) -> tuple[subprocess.Popen, str]:
     """`ganji quiz ARGS --no-open` in a subprocess, and the address it prints (token included)."""
+    # Ctrl-C reaches the server as it would from a terminal, even where these tests run in a background
+    # job (whose shell ignores SIGINT, a disposition every child inherits and Python then keeps).
     proc = subprocess.Popen([sys.executable, "-m", "ganji", "quiz", *args, "--no-open"], env=ganji_env(home),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
