@@ -74,12 +74,19 @@ def test_bf16_autocast_and_channels_last_train_like_fp32(model: str) -> None:
         x = normalise(images, recipe.data_range, prec)
         assert x.is_contiguous(memory_format=prec.memory_format())
         torch.manual_seed(2)
+        step_lr = max(group["lr"] for opt in recipe.optimizers.values() for group in opt.param_groups)
         loss = recipe.train_step(x)["loss"].item()
         params = torch.cat([p.detach().float().flatten() for p in next(iter(recipe.nets.values())).parameters()])
         results[name] = (loss, params)
     ref_loss, ref_params = results["fp32"]
     assert results["channels_last"][0] == pytest.approx(ref_loss, rel=1e-5)
-    torch.testing.assert_close(results["channels_last"][1], ref_params, rtol=1e-4, atol=1e-5)
+    # Adam's first step moves every weight by about lr * sign(gradient): where a gradient is ~0, the
+    # other memory format's rounding may flip its sign (a difference of up to 2 lr). Such weights are
+    # rare; every other weight must agree closely.
+    diff = (results["channels_last"][1] - ref_params).abs()
+    assert diff.max() <= 2 * step_lr * (1 + 1e-3)
+    close = diff <= 1e-5 + 1e-4 * ref_params.abs()
+    assert close.float().mean() >= 0.9999, f"{int((~close).sum())} of {close.numel()} weights differ"
     assert results["bf16"][0] == pytest.approx(ref_loss, rel=2e-2)  # bf16 has 8 bits of mantissa
     assert (results["bf16"][1] - ref_params).abs().max() < 1e-2  # one Adam step moves a weight by ~lr
 
