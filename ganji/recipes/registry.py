@@ -284,7 +284,7 @@ VAE = ModelSpec(
     name="vae", title="VAE", description="variational autoencoder (Kingma & Welling 2014): a ResNet encoder and decoder, blurry but fast",
     recipe="ganji.recipes.vae:VAERecipe", options_type=VAEOptions, batch_size=128, lr=1e-3, ema_decay=0.0, bf16=True,
     quick={"epochs": 4, "time_budget": 3.0, "sample_every": 1, "batch_size": 32,
-           # The decoder's mode, not its mean: FID 97 against 233 for the same weights (README "What we tried").
+           # The decoder's mode, not its mean: FID less than half as far for the same weights (README "What we tried").
            "options": {"latent_dim": 64, "base_width": 16, "beta": 0.1, "decoder_output": "mode"}},
 )
 GAN = ModelSpec(
@@ -306,7 +306,7 @@ DDPM = ModelSpec(
             Sampler("ddim", "DDIM (Song et al. 2021) with --steps steps; --eta adds noise", takes_eta=True),
             Sampler("dpm", "DPM-Solver++(2M) (Lu et al. 2022): second order, for few --steps (10-25)"),
         ),
-        # DPM-Solver++ beats DDIM at 20 steps on the quick DDPM (FID 142 vs 162; README "What we tried").
+        # DPM-Solver++ beats DDIM at 20 steps on the quick DDPM (README "What we tried").
         default="ancestral", fast="dpm", aliases={"ddpm": "ancestral"},
     ),
 )
@@ -321,7 +321,7 @@ FLOW = ModelSpec(
             Sampler("euler", "Euler's method, one network call per step"),
             Sampler("heun", "Heun's second-order method, two network calls per step (one on the last)", calls_per_step=2),
         ),
-        # Heun-10 (19 calls) beats Euler-20 on the quick flow (FID 47 vs 60; README "What we tried").
+        # Heun-10 (19 calls) beats Euler-20 on the quick flow (README "What we tried").
         default="heun", fast="heun",
     ),
 )
