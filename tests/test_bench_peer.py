@@ -109,6 +109,9 @@ def test_without_the_peer_installed(home: Path, monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(GanjiError, match=r'pip install "ganji\[peer\]"'):
         peer_modules()
     assert _fails(capsys, "bench", "peer", "--seconds", "1") == 'error: the peer (denoising-diffusion-pytorch) is not installed: pip install "ganji[peer]"'
+    with pytest.raises(SystemExit):
+        main(["bench", "peer", "--help"])
+    assert '"ganji[peer]"' in capsys.readouterr().out  # the help keeps the extra's brackets too (rich markup)
 
 
 

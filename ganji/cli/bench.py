@@ -274,7 +274,7 @@ def bench_peer_command(
     home: HomeOption = None,
 ) -> None:
     """Our model against lucidrains' denoising-diffusion-pytorch: same data, training time, network
-    calls per sample and metric, in one run (needs `pip install "ganji[peer]"`)."""
+    calls per sample and metric, in one run (needs `pip install "ganji\\[peer]"`)."""
     from ganji.home import resolve_home
     from ganji.perf.peer import bench_peer
 
