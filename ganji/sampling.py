@@ -17,8 +17,8 @@ import torch
 
 from ganji.errors import GanjiError
 from ganji.images import to_uint8
-from ganji.recipes import ModelSpec, SamplerChoice, config_from_json, spec
-from ganji.recipes.registry import DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS, within
+from ganji.recipes import MODELS, ModelSpec, SamplerChoice, config_from_json, spec
+from ganji.recipes.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS, MAX_GUIDANCE, within
 from ganji.recipes.base import Recipe
 from ganji.runs import Run, find_run, read_run_config
 from ganji.runtime.checkpoint import check_checkpoint_shapes, checkpoint_exists, load_checkpoint
@@ -160,6 +160,8 @@ class SampleRequest:
     sampler: SamplerChoice | None = None
     interpolate: int = 0
     use_ema: bool = True
+    condition: tuple[str, ...] = ()  # component keys asked for (a conditional run); () = unconditional
+    guidance: float = 0.0  # classifier-free guidance w with a condition (ganji.recipes.unet_recipe)
 
     @property
     def images(self) -> int:
@@ -182,6 +184,8 @@ class SampleRequest:
         use_ema: bool = True,
         strict: bool = True,
         fallback: str | None = None,
+        with_keys: list[str] | None = None,
+        guidance: float | None = None,
     ) -> SampleRequest:
         """Fill in the defaults and check every value; a one-line GanjiError for anything wrong.
 
@@ -194,7 +198,8 @@ class SampleRequest:
             raise GanjiError(f"--eta must be a number >= 0 (got {eta})")
         request = cls(n=n, seed=seed, batch_size=batch_size, interpolate=interpolate, use_ema=use_ema)
         choice = _resolve_sampler(model, recipe, sampler, steps, eta, interpolate > 1, strict, fallback)
-        return dataclasses.replace(request, sampler=choice)
+        keys, w = _resolve_condition(model, recipe, with_keys or [], guidance)
+        return dataclasses.replace(request, sampler=choice, condition=keys, guidance=w)
 
     @classmethod
     def check_numbers(cls, n: int, seed: int = 0, batch_size: int = DEFAULT_SAMPLE_BATCH, interpolate: int = 0) -> None:
@@ -212,6 +217,28 @@ class SampleRequest:
         images = cls(n=n, interpolate=interpolate).images
         if images > MAX_IMAGES:
             raise GanjiError(f"--n {n} in rows of --interpolate {interpolate} makes {images:,} images, over {MAX_IMAGES:,}")
+
+
+def _resolve_condition(model: ModelSpec, recipe: Recipe, wanted: list[str], guidance: float | None) -> tuple[tuple[str, ...], float]:
+    """The component keys asked for (`--with`: "魚:left", or "木" for "木:any"), checked against the
+    run's vocabulary (an unknown component or position: a one-line error naming the nearest known
+    keys, see ganji.data.components.request_keys), and the classifier-free guidance w (default
+    DEFAULT_GUIDANCE; 0 samples the unconditional model, bit for bit, 1 the conditional one alone)."""
+    if guidance is not None and not (math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE):
+        raise GanjiError(f"--guidance must be a number from 0 to {MAX_GUIDANCE:g} (got {guidance})")
+    if not wanted:
+        if guidance is not None:
+            raise GanjiError("--guidance applies to a request for components: give --with COMPONENT[:POSITION]")
+        return (), 0.0
+    if not model.can_condition:
+        able = " and ".join(m.name for m in MODELS if m.can_condition)
+        raise GanjiError(f"--with applies to {able} runs trained with --condition components, not to the {model.name}")
+    if not recipe.conditional:
+        raise GanjiError(f"this {model.name} run was trained without components, so --with does not apply "
+                         f"(train one with `ganji train {model.name} --condition components`)")
+    from ganji.data.components import request_keys
+
+    return request_keys(wanted, list(recipe.cfg.options.vocabulary)), DEFAULT_GUIDANCE if guidance is None else guidance
 
 
 def _resolve_sampler(
@@ -281,7 +308,9 @@ def generate(
         chunk = noise[start : start + request.batch_size]
         # Each batch's sampler noise from its own seed: the same images whatever came before.
         generator = torch.Generator(recipe.device).manual_seed((request.seed * 100_003 + b + 1) % 2**64)
-        images = recipe.generate(chunk, use_ema=request.use_ema, sampler=request.sampler, generator=generator, on_step=on_step)
+        condition = recipe.condition_vector(request.condition, chunk.shape[0]) if request.condition else None
+        images = recipe.generate(chunk, use_ema=request.use_ema, sampler=request.sampler, generator=generator, on_step=on_step,
+                                 condition=condition, guidance=request.guidance)
         out.append(to_uint8(images, low, high).cpu())
         if on_batch is not None:
             on_batch(chunk.shape[0])

@@ -49,11 +49,11 @@ def test_help_shows_every_option_with_its_default(capsys: pytest.CaptureFixture,
     code, out, _ = cli(capsys, "fetch-data", "--help")
     assert code == 0
     options = ("--from", "--name", "--size", "--limit", "--charset", "--font", "--channels", "--invert", "--no-invert",
-               "--force", "--quiet", "--home")
+               "--component-depth", "--component-min-count", "--force", "--quiet", "--home")
     for option in options:
         line = next(line for line in out.splitlines() if f" {option} " in line)
         assert "default" in line, line
-    for default in ("[default: 64]", "[default: jis0213]", "[default: 1]", "[default: kanji]", "[default: all]",
+    for default in ("[default: 64]", "[default: jis0213]", "[default: 1]", "[default: 5]", "[default: kanji]", "[default: all]",
                     "[default: the bundled IPAex Gothic]", "[default: $GANJI_HOME"):
         assert default in out
 
@@ -117,6 +117,12 @@ def test_a_bad_font_leaves_nothing_half_written(home: Path, tmp_path: Path, caps
         (["--channels", "3"], "only apply to --from"),
         (["--from", ".", "--channels", "2"], "--channels must be 1 or 3"),
         (["--name", "a/b"], "invalid dataset name"),
+        (["--component-depth", "0"], "--component-depth must be from 1 to 4 (got 0)"),
+        (["--component-depth", "5"], "--component-depth must be from 1 to 4 (got 5)"),
+        (["--component-min-count", "0"], "--component-min-count must be at least 1 (got 0)"),
+        (["--component-min-count", "-2"], "--component-min-count must be at least 1 (got -2)"),
+        (["mnist", "--component-min-count", "3"], "--component-depth and --component-min-count only apply to the kanji source"),
+        (["--from", ".", "--component-depth", "2"], "only apply to the kanji source"),
     ],
 )
 def test_bad_input_is_a_one_line_error(home: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:

@@ -27,6 +27,8 @@ def fetch_data_command(
     font: Annotated[Path | None, typer.Option(help="kanji: a TTF/OTF/TTC font (face 0 of a TTC). \\[default: the bundled IPAex Gothic]", show_default=False)] = None,
     channels: Annotated[int, typer.Option(metavar="1|3", help="--from: 1 (grayscale) or 3 (colour).")] = 1,
     invert: Annotated[bool | None, typer.Option("--invert/--no-invert", help="--from: invert every image (or none). \\[default: per image, invert when the border is bright]", show_default=False)] = None,
+    component_depth: Annotated[int, typer.Option(help="kanji: label each kanji's components (KanjiVG) this many levels deep, 1 to 4, for `train --condition components`.")] = 1,
+    component_min_count: Annotated[int, typer.Option(help="kanji: keep the (component, position) keys that at least this many kanji have.")] = 5,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the dataset is already prepared. \\[default: off]", show_default=False)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar. \\[default: off]", show_default=False)] = False,
     home: HomeOption = None,
@@ -42,13 +44,16 @@ def fetch_data_command(
     kind = "folder" if from_path is not None else (source or "kanji")
     if font is not None and kind != "kanji":
         raise GanjiError("--font only applies to the kanji source")
+    if kind != "kanji" and (component_depth != 1 or component_min_count != 5):
+        raise GanjiError("--component-depth and --component-min-count only apply to the kanji source")
     if kind != "folder" and (channels != 1 or invert is not None):
         raise GanjiError("--channels and --invert/--no-invert only apply to --from imports")
     progress = not quiet
     if kind == "folder":
         result = prepare.build_folder(root, from_path, name, size, channels, invert, limit, force, progress)
     elif kind == "kanji":
-        result = prepare.build_kanji(root, name or "kanji", size, limit, charset, font, force, progress)
+        result = prepare.build_kanji(root, name or "kanji", size, limit, charset, font, force, progress,
+                                     component_depth=component_depth, component_min_count=component_min_count)
     else:
         result = prepare.build_torchvision(root, kind, name, size, limit, force, progress)
     prepare.report(result)

@@ -62,6 +62,10 @@ def fid_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel=_PANEL_HOW)] = "auto",
     references: Annotated[bool, typer.Option("--references/--no-references", help="Also score real kanji at the same n: held out of the comparison, and drawn in another font (the scale to read the models' numbers on).", rich_help_panel=_PANEL_HOW)] = True,
     reference_font: Annotated[Path | None, typer.Option(help="Font for the 'real, another font' row \\[default: Noto Sans CJK JP, if `noto-cjk-sans-jp-regular` is installed].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    condition: Annotated[str | None, typer.Option("--condition", metavar="components", help="Measure a run trained with --condition components instead: the request suite's hit rate (ComponentNet finds every asked-for component), novelty, and FID against real kanji with the asked-for component.", show_default=False, rich_help_panel=_PANEL_WHAT)] = None,
+    per_request: Annotated[int, typer.Option(help="With --condition: samples per request.", rich_help_panel=_PANEL_HOW)] = 32,
+    guidance: Annotated[float | None, typer.Option(help="With --condition: classifier-free guidance \\[default: 3].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    picture: Annotated[Path | None, typer.Option(help="With --condition: draw each request's samples above their nearest real kanji into this PNG.", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model, then the reference rows) instead of a table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     home: HomeOption = None,
@@ -69,6 +73,16 @@ def fid_command(
     """Measure how real (and how novel) generated kanji are, with one protocol for every model."""
     from ganji.features import EXTRACTORS
 
+    if condition is not None:
+        if condition != "components":
+            raise GanjiError(f"--condition must be components (got {condition!r})")
+        if model is None or all_models or images is not None:
+            raise GanjiError("--condition measures one conditional run: give its model (ganji fid flow --condition components)")
+        from ganji.cli.fid_conditioning import measure_conditioning
+
+        measure_conditioning(resolve_home(home), model.value, run, per_request, guidance, seed, sampler, steps, batch_size, device,
+                             picture, as_json, quiet)
+        return
     chosen = sum([model is not None, all_models, images is not None])
     if chosen != 1:
         raise GanjiError(f"say what to measure: a model ({', '.join(model_names())}), --all, or --images DIR (one of them)")

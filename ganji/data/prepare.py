@@ -161,8 +161,9 @@ def already_message(p: Prepared) -> str:
     )
 
 
-def _finish(folder: Path, images: torch.Tensor, manifest: dict[str, Any], labels: torch.Tensor | None = None) -> dict[str, Any]:
-    written = save_dataset(folder, images, manifest, labels)
+def _finish(folder: Path, images: torch.Tensor, manifest: dict[str, Any], labels: torch.Tensor | None = None,
+            components: torch.Tensor | None = None) -> dict[str, Any]:
+    written = save_dataset(folder, images, manifest, labels, components)
     # The preview samples the whole set evenly: sorted by code point, the first kanji are all rare
     # Extension A characters, which would make a poor picture of the set.
     idx = np.linspace(0, len(images) - 1, num=min(PREVIEW_COUNT, len(images))).round().astype(int)
@@ -179,13 +180,19 @@ def build_kanji(
     font: Path | None = None,
     force: bool = False,
     progress: bool = True,
+    component_depth: int = 1,
+    component_min_count: int = 5,
 ) -> Prepared:
-    """Render the charset's kanji that the font covers (deterministic: same bytes every time)."""
+    """Render the charset's kanji that the font covers (deterministic: same bytes every time), with
+    their component labels from KanjiVG (ganji.data.components)."""
     from ganji.data.charset import covered, font_codepoints, kanji_codepoints
+    from ganji.data.components import check_depth, check_min_count, label_codepoints
     from ganji.data.render import GlyphRenderer, inspect_font, render_all
 
     check_size(size)
     check_limit(limit)
+    check_depth(component_depth)
+    check_min_count(component_min_count)
     wanted = kanji_codepoints(charset)  # validates the charset name before anything else
     if (done := _existing(home, name, force)) is not None:
         return done
@@ -208,6 +215,7 @@ def build_kanji(
         result = render_all(renderer, chosen, lambda: bar.advance(task))
         if not result.codepoints:
             raise GanjiError(f"font {font_path} rendered every character blank")
+        labels = label_codepoints(result.codepoints, component_depth, component_min_count)
         manifest = _finish(folder, torch.from_numpy(result.images), {
             "source": "kanji",
             "font": {"name": info.name, "file": font_path.name, "sha256": info.sha256},
@@ -219,9 +227,13 @@ def build_kanji(
             "clipped": result.clipped,
             "render": {"em_px": renderer.em / 4, "supersample": 4, "filter": "box", "margin_px": 1},
             "codepoints": result.codepoints,
-        })
+            "components": {"vocabulary": labels.vocabulary, **labels.provenance},
+        }, components=labels.tensor)
+    p = labels.provenance
     details = {"font": info.name, "charset": f"{charset} ({len(covers):,} of {len(wanted):,} in the font)",
-               "blank skipped": str(len(result.blank))}
+               "blank skipped": str(len(result.blank)),
+               "components": f"{p['with_label']:,} of {len(result.codepoints):,} kanji labelled ({p['labelled']:,} in KanjiVG), "
+                             f"{len(labels.vocabulary):,} keys in at least {p['min_count']} kanji (KanjiVG {p['version']}, depth {p['depth']})"}
     if result.clipped:  # the scale is chosen to prevent this; a font with odd metrics can defeat it
         details["touching the edge"] = f"{len(result.clipped)} (font metrics disagree with outlines?)"
     return Prepared(name, dataset_path(home, name), manifest, time.perf_counter() - start, details=details)

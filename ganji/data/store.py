@@ -2,9 +2,11 @@
 
 A prepared dataset is a folder `datasets/NAME/` holding
 - `images.safetensors`: `images` (uint8, N x C x H x W, ink bright on dark) and optionally `labels`
-  (int64, N);
+  (int64, N: a class per image) and `components` (uint8, N x V: which of a vocabulary of V
+  (component, position) pairs each image's character is built from, see ganji.data.components);
 - `manifest.json`: where the images came from, their count and size, and the sha256 of the image
-  tensor's bytes, so that a damaged or edited file is caught at load time;
+  tensor's bytes, so that a damaged or edited file is caught at load time (with components: their
+  vocabulary, provenance and sha256 under "components");
 - `preview.png`: a grid of the first images, for people.
 
 The manifest is written last: a folder without one is not a prepared dataset.
@@ -49,6 +51,14 @@ class Dataset:
     images: torch.Tensor  # uint8, N x C x H x W, ink bright
     labels: torch.Tensor | None
     manifest: dict[str, Any]
+    components: torch.Tensor | None = None  # uint8, N x V multi-hot over `component_vocabulary`
+
+    @property
+    def component_vocabulary(self) -> list[str] | None:
+        """The (component, position) keys the columns of `components` stand for, or None without labels."""
+        if self.components is None:
+            return None
+        return list(self.manifest["components"]["vocabulary"])
 
     @property
     def channels(self) -> int:
@@ -170,10 +180,14 @@ def save_dataset(
     images: torch.Tensor,
     manifest: dict[str, Any],
     labels: torch.Tensor | None = None,
+    components: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Write images (+ labels) and the manifest atomically; returns the manifest as written.
+    """Write images (+ labels, + component labels) and the manifest atomically; returns the manifest
+    as written.
 
-    Adds the fields every dataset has: format, count, channels, size, sha256 of the image tensor.
+    Adds the fields every dataset has: format, count, channels, size, sha256 of the image tensor;
+    with `components` (uint8 N x V), the manifest must hold their vocabulary under
+    manifest["components"]["vocabulary"] (V keys), and their sha256 is added beside it.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError("images must be a uint8 tensor of shape N x C x H x W")
@@ -185,6 +199,12 @@ def save_dataset(
     tensors = {"images": images}
     if labels is not None:
         tensors["labels"] = labels.to(torch.int64).contiguous()
+    if components is not None:
+        vocabulary = (manifest.get("components") or {}).get("vocabulary")
+        if components.dtype != torch.uint8 or components.shape != (len(images), len(vocabulary or ())):
+            raise ValueError("components must be uint8 N x V, with the V vocabulary keys in manifest['components']")
+        tensors["components"] = components.contiguous()
+        manifest = {**manifest, "components": {**manifest["components"], "sha256": tensor_sha256(tensors["components"])}}
     full = {
         "format": FORMAT_VERSION,
         **manifest,
@@ -248,7 +268,13 @@ def load_dataset(home: Path, name: str, verify: bool = True) -> Dataset:
             f"dataset {name!r}: images do not match the sha256 in its manifest (damaged or edited); "
             "rebuild it with `ganji fetch-data --force`"
         )
-    return Dataset(name=name, path=folder, images=images, labels=tensors.get("labels"), manifest=manifest)
+    components = tensors.get("components")
+    if verify and components is not None and tensor_sha256(components) != manifest["components"].get("sha256"):
+        raise GanjiError(
+            f"dataset {name!r}: component labels do not match the sha256 in its manifest (damaged or edited); "
+            "rebuild it with `ganji fetch-data --force`"
+        )
+    return Dataset(name=name, path=folder, images=images, labels=tensors.get("labels"), manifest=manifest, components=components)
 
 
 def _check_declared(name: str, path: Path, declared: dict[str, Any], manifest: dict[str, Any]) -> None:
@@ -275,6 +301,17 @@ def _check_declared(name: str, path: Path, declared: dict[str, Any], manifest: d
     labels = declared.get("labels")
     if labels is not None and (labels.dtype != "I64" or labels.shape != (fields["count"],)):
         raise GanjiError(f"dataset {name!r}: {path} declares labels of shape {labels.shape}, not ({fields['count']},); {rebuild}")
+    components = declared.get("components")
+    if components is not None:
+        described = manifest.get("components")
+        vocabulary = described.get("vocabulary") if isinstance(described, dict) else None
+        if not isinstance(vocabulary, list) or not all(isinstance(k, str) for k in vocabulary):
+            raise GanjiError(f"dataset {name!r}: {path} holds component labels but its manifest has no vocabulary for them; {rebuild}")
+        if components.dtype != "U8" or components.shape != (fields["count"], len(vocabulary)):
+            raise GanjiError(
+                f"dataset {name!r}: {path} declares component labels of shape {components.shape}, "
+                f"not ({fields['count']}, {len(vocabulary)}); {rebuild}"
+            )
     total = sum(info.nbytes for info in declared.values())
     memory = memory_bytes()
     if memory is not None and total > memory:

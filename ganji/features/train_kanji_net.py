@@ -121,21 +121,31 @@ def shipped_state(net: KanjiNet) -> dict[str, torch.Tensor]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=12)
+def training_arguments(description: str, epochs: int, out: Path) -> argparse.ArgumentParser:
+    """The options the feature networks' training scripts share (this one and train_component_net)."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path, default=out)
     ap.add_argument("--limit", type=int, default=None, help="first N characters only (for a quick try)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def dataset_codepoints(limit: int | None = None) -> list[int]:
+    """The default dataset's characters, in its order (JIS X 0213 kanji the bundled font covers)."""
+    return covered(kanji_codepoints("jis0213"), font_codepoints(bundled_font()))[:limit]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = training_arguments(__doc__ or "", 12, DEFAULT_OUT).parse_args(argv)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
 
     # 1. Characters: the default dataset's, in its order (the class index is the position).
-    codepoints = covered(kanji_codepoints("jis0213"), font_codepoints(bundled_font()))[: args.limit]
+    codepoints = dataset_codepoints(args.limit)
     labels = np.arange(len(codepoints), dtype=np.int64)
 
     # 2. Render every font once.

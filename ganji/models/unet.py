@@ -6,6 +6,12 @@ up blocks after bilinear x2 and concatenation with the skip: 8b -> 2b, 4b -> b, 
 b -> C. Each block is three conv3x3 (no bias) + GroupNorm(4) + ReLU, a 1x1 conv shortcut, and a
 Linear(256 -> width) of the timestep embedding added to the output. `attention` adds multi-head
 self-attention (4 heads) after every down and up block (Vaswani et al. 2017).
+
+`condition_dim` V > 0 (not in the study) adds a conditioning input: a multi-hot vector y of V
+(component, position) keys, embedded as W₂ SiLU(W₁ y) (one learned vector per key, summed, then a
+small MLP) and added to the timestep embedding, the way class-conditional diffusion U-Nets take a
+label (Dhariwal & Nichol 2021). Both layers have no bias, so the null label y = 0 adds exactly zero:
+the unconditional model is the time embedding alone (classifier-free guidance, Ho & Salimans 2022).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class UNetConfig:
     base_width: int = 64
     time_dim: int = 256
     attention: bool = False
+    condition_dim: int = 0  # keys of a multi-hot conditioning input; 0: unconditional (the paper's)
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size, self.channels)
@@ -109,10 +116,16 @@ class UNet(nn.Module):
         self.down_attn = nn.ModuleList([attn(2 * b), attn(4 * b), attn(4 * b)])
         self.up_attn = nn.ModuleList([attn(2 * b), attn(b), attn(b)])
         self.output = nn.Conv2d(b, cfg.channels, 3, padding=1)
+        if cfg.condition_dim:
+            self.condition = nn.Sequential(nn.Linear(cfg.condition_dim, T, bias=False), nn.SiLU(), nn.Linear(T, T, bias=False))
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Predicted noise ε_θ(x_t, t), the same shape as x."""
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Predicted noise ε_θ(x_t, t) (or y-conditioned ε_θ(x_t, t, y)), the same shape as x.
+
+        `cond`: N x V floats, the multi-hot keys (rows of zeros: unconditional); None: unconditional."""
         emb = timestep_embedding(t, self.cfg.time_dim).to(x.dtype)
+        if cond is not None:
+            emb = emb + self.condition(cond.to(emb.dtype))
         h = self.input(x)
         skips = [h]
         for block, attn in zip(self.down, self.down_attn):

@@ -112,7 +112,17 @@ class Recipe:
     def make_optimizers(self) -> None:
         raise NotImplementedError
 
-    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    @property
+    def conditional(self) -> bool:
+        """Whether training steps take labels and sampling a condition (see ganji.recipes.unet_recipe)."""
+        return False
+
+    def condition_vector(self, keys: tuple[str, ...] | list[str], n: int) -> torch.Tensor:
+        """n rows of the network's label for a request of component keys (a conditional recipe's)."""
+        raise GanjiError(f"this {self.model_name} run was trained without --condition components: it takes no components")
+
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One step on `x`; a conditional recipe also gets the batch's rows of the dataset's labels."""
         raise NotImplementedError
 
     def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -126,11 +136,19 @@ class Recipe:
         sampler: SamplerChoice | None = None,
         generator: torch.Generator | None = None,
         on_step: OnStep | None = None,
+        condition: torch.Tensor | None = None,
+        guidance: float = 0.0,
     ) -> torch.Tensor:
         """Images in `data_range` from `noise` (see make_noise), by `sample` on the sampling network
-        (its EMA copy unless `use_ema` is False), in eval mode, without gradients."""
+        (its EMA copy unless `use_ema` is False), in eval mode, without gradients. A conditional model
+        (ganji.recipes.unet_recipe) also takes `condition` (N x V multi-hot keys) and `guidance`."""
+        extra: dict[str, Any] = {}
+        if condition is not None:
+            if not self.conditional:
+                raise GanjiError(f"this {self.model_name} run was trained without --condition components: it takes no components")
+            extra = {"condition": condition.to(self.device, torch.float32), "guidance": guidance}
         with self.sampling_net(self.sampling_network, use_ema) as net:
-            return self.sample(net, noise.to(self.device), sampler, generator, on_step)
+            return self.sample(net, noise.to(self.device), sampler, generator, on_step, **extra)
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
                on_step: OnStep | None) -> torch.Tensor:

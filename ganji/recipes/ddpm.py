@@ -42,13 +42,14 @@ class DDPMRecipe(UNetRecipe):
         o: DDPMOptions = self.cfg.options
         self.schedule = NoiseSchedule.make(o.schedule, o.timesteps).to(self.device)
 
-    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         # t and ε for the global batch, this rank's slice (in one process: randint and randn_like(x)).
         t = self.world.draw(x.shape[0], lambda m: torch.randint(0, self.schedule.timesteps, (m,), device=self.device))
         noise = self.draw_noise(x)
         x_t = q_sample(self.schedule, x, t, noise)
+        cond = self.training_condition(labels)
         with self.precision.autocast():
-            pred = self._forward(x_t, t)
+            pred = self._forward(x_t, t) if cond is None else self._forward(x_t, t, cond)
         o: DDPMOptions = self.cfg.options
         target = prediction_target(o.prediction, self.schedule, x, noise, t)
         if o.loss_weighting == "none":
@@ -60,9 +61,9 @@ class DDPMRecipe(UNetRecipe):
         return {"loss": loss.detach()}
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
-               on_step: OnStep | None) -> torch.Tensor:
+               on_step: OnStep | None, condition: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
         sampler = sampler or SamplerChoice("ancestral")
-        out, prediction = self.network_fn(net), self.cfg.options.prediction
+        out, prediction = self.network_fn(net, condition=condition, guidance=guidance), self.cfg.options.prediction
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return eps_from_prediction(prediction, self.schedule, out(x_t, t), x_t, t)
@@ -100,4 +101,4 @@ class DDPMRecipe(UNetRecipe):
     def describe(o: DDPMOptions) -> str:
         modern = (f", {o.prediction}-prediction" if o.prediction != "eps" else "") + (
             f", min-SNR-{o.min_snr_gamma:g}" if o.loss_weighting == "min-snr" else "")
-        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, T={o.timesteps} {o.schedule}{modern}"
+        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, T={o.timesteps} {o.schedule}{modern}{o.describe_condition()}"

@@ -107,22 +107,23 @@ def _full(x: torch.Tensor, t: float) -> torch.Tensor:
 class FlowRecipe(UNetRecipe):
     model_name = "flow"
 
-    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         o: FlowOptions = self.cfg.options
         # t and ε for the global batch, this rank's slice (see ganji.runtime.distributed).
         t = self.world.draw(x.shape[0], lambda m: sample_time(m, o.time_sampling, self.device))
         noise = self.draw_noise(x)
         x_t = interpolate_path(x, noise, t)
+        cond = self.training_condition(labels)
         with self.precision.autocast():
-            pred = self._forward(x_t, t * TIME_SCALE)
+            pred = self._forward(x_t, t * TIME_SCALE) if cond is None else self._forward(x_t, t * TIME_SCALE, cond)
         loss = F.mse_loss(pred.float(), noise - x)
         self.optimise("unet", loss)
         return {"loss": loss.detach()}
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
-               on_step: OnStep | None) -> torch.Tensor:
+               on_step: OnStep | None, condition: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
         sampler = sampler or SamplerChoice("euler", DEFAULT_SAMPLER_STEPS)
-        velocity = self.network_fn(net, TIME_SCALE)
+        velocity = self.network_fn(net, TIME_SCALE, condition, guidance)
         if sampler.name == "euler":
             return euler_sample(velocity, noise, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
         if sampler.name == "heun":
@@ -148,4 +149,4 @@ class FlowRecipe(UNetRecipe):
 
     @staticmethod
     def describe(o: FlowOptions) -> str:
-        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, rectified flow, {o.time_sampling} t"
+        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, rectified flow, {o.time_sampling} t{o.describe_condition()}"

@@ -35,6 +35,8 @@ MAX_SAMPLER_STEPS = 10_000
 # Sampling defaults, named once (`ganji sample`, `ganji fid`, the study and the bench use them).
 DEFAULT_SAMPLER_STEPS = 50  # a step-choosing sampler (DDIM, Euler, Heun) without --steps
 DEFAULT_SAMPLE_BATCH = 256  # images generated at once
+DEFAULT_GUIDANCE = 3.0  # classifier-free guidance w when components are asked for (`ganji sample --with`)
+MAX_GUIDANCE = 100.0
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
@@ -136,7 +138,43 @@ def _unet_width_checks(base_width: int, attention: bool) -> list[tuple[bool, str
 
 
 @dataclass
-class DDPMOptions:
+class ConditioningOptions:
+    """Component conditioning of the U-Net models (issue 19), off by default: the paper's are unconditional.
+
+    With `condition="components"` the U-Net learns an embedding per (component, position) key of the
+    dataset's KanjiVG labels (ganji.data.components), and training drops labels at random so that
+    one network is both conditional and not: classifier-free guidance (Ho & Salimans 2022). How labels
+    are thinned in training (whole label dropped, components kept, positions kept) is in
+    ganji.recipes.unet_recipe.UNetRecipe.training_condition; the run keeps its `vocabulary` in its
+    config (config.json and every checkpoint's header), so sampling needs no dataset.
+    """
+
+    condition: str = option("none", "Condition on each kanji's components (the dataset's KanjiVG labels), for `ganji sample --with`.",
+                            ("none", "components"))
+    condition_dropout: float = option(0.1, "With --condition: the share of training images whose whole label is dropped (Ho & Salimans 2022).")
+    component_keep: float = option(0.5, "With --condition: each component of a training label is kept with this probability (with its position half the time), so partial requests are learnt.")
+    vocabulary: tuple[str, ...] = ()  # the keys conditioned on: the dataset's, filled in when training starts
+
+    @property
+    def conditional(self) -> bool:
+        return self.condition == "components"
+
+    def describe_condition(self) -> str:
+        """", conditioned on 1,158 component keys" for reports; "" when unconditional."""
+        return f", conditioned on {len(self.vocabulary):,} component keys" if self.conditional else ""
+
+    def conditioning_checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.condition in ("none", "components"), f"--condition must be none or components (got {self.condition!r})"),
+            (_finite(self.condition_dropout) and 0 <= self.condition_dropout < 1, f"--condition-dropout must be in [0, 1) (got {self.condition_dropout})"),
+            (_finite(self.component_keep) and 0 < self.component_keep <= 1, f"--component-keep must be in (0, 1] (got {self.component_keep})"),
+            (self.conditional or not self.vocabulary, "a component vocabulary needs --condition components"),
+            (len(set(self.vocabulary)) == len(self.vocabulary), "the component vocabulary repeats a key"),
+        ]
+
+
+@dataclass
+class DDPMOptions(ConditioningOptions):
     """U-Net predicting noise, T = 1024, cosine schedule, MSE; Adam 5e-5 with cosine annealing."""
 
     timesteps: int = option(1024, "Diffusion steps T.")
@@ -155,11 +193,12 @@ class DDPMOptions:
             within("--timesteps", self.timesteps, 2, MAX_TIMESTEPS),
             (self.schedule in ("cosine", "linear"), f"--schedule must be cosine or linear (got {self.schedule!r})"),
             *_unet_width_checks(self.base_width, self.attention),
+            *self.conditioning_checks(),
         ])
 
 
 @dataclass
-class FlowOptions:
+class FlowOptions(ConditioningOptions):
     """Rectified flow on the DDPM's U-Net: velocity target ε - x_0, logit-normal t (ganji.recipes.flow)."""
 
     time_sampling: str = option("logit-normal", "Training times t.", ("logit-normal", "uniform"))
@@ -170,6 +209,7 @@ class FlowOptions:
         _check([
             (self.time_sampling in ("logit-normal", "uniform"), f"--time-sampling must be logit-normal or uniform (got {self.time_sampling!r})"),
             *_unet_width_checks(self.base_width, self.attention),
+            *self.conditioning_checks(),
         ])
 
 
@@ -253,6 +293,11 @@ class ModelSpec:
     quick: dict[str, Any]  # `ganji compare --train quick` (ganji.report.presets): TrainConfig fields, model options under "options"
     sampling: SamplingSpec = SamplingSpec()
     bench_options: dict[str, Any] = field(default_factory=dict)  # `ganji bench train`: its worst-case step
+
+    @property
+    def can_condition(self) -> bool:
+        """Whether its runs can be trained with `--condition components` (and sampled with --with)."""
+        return issubclass(self.options_type, ConditioningOptions)
 
     def recipe_class(self) -> type[Recipe]:
         module, _, cls = self.recipe.partition(":")

@@ -1,5 +1,12 @@
-"""What the two U-Net models (DDPM and flow) share: the network, its optimiser, their noise, and the
-network call their samplers make."""
+"""What the two U-Net models (DDPM and flow) share: the network, its optimiser, their noise, the
+network call their samplers make, and component conditioning with classifier-free guidance.
+
+Classifier-free guidance (Ho & Salimans 2022, eq. 6, written with w counted from the unconditional
+output): out = out(x, t, ∅) + w · (out(x, t, y) - out(x, t, ∅)). w = 0 is the unconditional model
+(only its pass runs), w = 1 the conditional one, w > 1 pushes further towards the request. The
+network's output (ε, v, x₀ or the flow's velocity) is affine in what every sampler derives from it,
+so guiding the output guides the sampler.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +31,69 @@ class UNetRecipe(Recipe):
     def build(self) -> None:
         o = self.cfg.options
         self.nets["unet"] = UNet(
-            UNetConfig(image_size=self.image_size, channels=self.channels, base_width=o.base_width, attention=o.attention)
+            UNetConfig(image_size=self.image_size, channels=self.channels, base_width=o.base_width, attention=o.attention,
+                       condition_dim=len(o.vocabulary) if o.conditional else 0)
         )
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the network takes component labels (`--condition components`)."""
+        return bool(self.cfg.options.conditional)
+
+    def training_condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The label a training step conditions on (float N x V), from the batch's rows of the
+        dataset's multi-hot keys (uint8 N x V); None for an unconditional model (then nothing is drawn).
+
+        Labels are thinned at random so that every request `ganji sample --with` can make is one the
+        network was trained on:
+        - each image's whole label is dropped with probability `condition_dropout`: the null label
+          (all zeros) trains the unconditional model of classifier-free guidance (Ho & Salimans 2022
+          drop 10-20%);
+        - each component of an image is kept with probability `component_keep`, independently, so
+          that partial requests (魚 on the left, nothing said about the rest) are in the training
+          distribution (a component-label analogue of the caption dropout of text-to-image models);
+        - a kept component always keeps its "C:any" key, and each of its position keys ("C:left") is
+          kept with probability 1/2: "C:any" alone says "C somewhere", "C:any" + "C:left" says "C on
+          the left". A position key never appears without its component's "C:any" key (the labels
+          stay true statements), so a request for "C:left" is sent as both keys (`condition_vector`)
+          and a request for "C" as "C:any" alone; both are what training showed.
+        The draws are for the global batch and sliced to this rank, like t and ε.
+        """
+        if labels is None or not self.conditional:
+            return None
+        o = self.cfg.options
+        element_of, is_any, components = self._key_structure(labels.device)
+        n, v = labels.shape
+        kept = self.world.draw(n, lambda m: torch.rand(m, components, device=labels.device)) < o.component_keep
+        positioned = self.world.draw(n, lambda m: torch.rand(m, v, device=labels.device)) < 0.5
+        dropped = self.world.draw(n, lambda m: torch.rand(m, device=labels.device)) < o.condition_dropout
+        keep = kept[:, element_of] & (is_any | positioned) & ~dropped[:, None]
+        return (labels.bool() & keep).float()
+
+    def _key_structure(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """For the vocabulary's keys: the index of each key's component (V longs), whether it is the
+        component's "any" key (V bools), and the number of components (computed once: no host sync
+        in the step)."""
+        from ganji.data.components import ANY, split_key
+
+        cached = getattr(self, "_keys", None)
+        if cached is None or cached[0].device != device:
+            parts = [split_key(k) for k in self.cfg.options.vocabulary]
+            index = {e: i for i, e in enumerate(dict.fromkeys(e for e, _ in parts))}
+            cached = (torch.tensor([index[e] for e, _ in parts], device=device),
+                      torch.tensor([p == ANY for _, p in parts], device=device), len(index))
+            self._keys = cached
+        return cached
+
+    def condition_vector(self, keys: tuple[str, ...] | list[str], n: int) -> torch.Tensor:
+        """n rows of the network's label (float32, n x V) for a request of vocabulary `keys` (from
+        ganji.sampling.SampleRequest.resolve): the keys plus the "C:any" key of each component asked
+        for at a position, as training presents them (`training_condition`)."""
+        from ganji.data.components import ANY, component_key, multi_hot, split_key
+
+        vocabulary = list(self.cfg.options.vocabulary)
+        implied = [component_key(split_key(k)[0], ANY) for k in keys]
+        return multi_hot(list(dict.fromkeys([*keys, *(k for k in implied if k in vocabulary)])), vocabulary, n)
 
     def wire(self) -> None:
         self._forward = self.parallel(self.nets["unet"])
@@ -45,12 +113,21 @@ class UNetRecipe(Recipe):
         n, shape, fmt = like.shape[0], like.shape[1:], self.precision.memory_format()
         return self.world.draw(n, lambda m: torch.empty((m, *shape), dtype=like.dtype, device=like.device, memory_format=fmt).normal_())
 
-    def network_fn(self, net: nn.Module, time_scale: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def network_fn(self, net: nn.Module, time_scale: float = 1.0, condition: torch.Tensor | None = None,
+                   guidance: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """net(x, time_scale · t) as the samplers call it: under the run's autocast, in its memory
-        format, the output in float32."""
+        format, the output in float32. With a `condition` (N x V keys) and `guidance` w != 0: the
+        guided output (module docstring), both passes in one network call of 2N images."""
+        fmt = self.precision.memory_format()
 
         def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            t = t * time_scale if time_scale != 1.0 else t
             with self.precision.autocast():
-                return net(x.contiguous(memory_format=self.precision.memory_format()), t * time_scale if time_scale != 1.0 else t).float()
+                if condition is None or guidance == 0:
+                    return net(x.contiguous(memory_format=fmt), t).float()
+                both = net(torch.cat([x, x]).contiguous(memory_format=fmt), torch.cat([t, t]),
+                           torch.cat([torch.zeros_like(condition), condition])).float()
+            plain, conditioned = both.chunk(2)
+            return plain + guidance * (conditioned - plain)
 
         return call

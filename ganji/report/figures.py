@@ -126,3 +126,14 @@ def neighbours_figure(models: Sequence[ModelPictures], path: Path, count: int = 
         pairs = torch.cat([samples[:count], nearest[:count]])
         _show(ax, make_grid(pairs, columns=count), f"{m.model}: samples (top) and their nearest training kanji (bottom)")
     save_figure(fig, path)
+
+
+def conditioning_figure(rows: Sequence[tuple[str, torch.Tensor, torch.Tensor]], path: Path, count: int = 8) -> None:
+    """Component requests, one per row: its samples (top) above the nearest real kanji of each (bottom),
+    titled with the request and its hit rate. `rows`: (title, samples, nearest real images)."""
+    import matplotlib_fontja  # noqa: F401  (registers IPAex Gothic: the titles name kanji components)
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.2 * count, 2.7 * len(rows)), squeeze=False)
+    for ax, (title, samples, nearest) in zip(axes[:, 0], rows):
+        _show(ax, make_grid(torch.cat([samples[:count], nearest[:count]]), columns=count), title)
+    save_figure(fig, path)

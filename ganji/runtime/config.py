@@ -127,7 +127,7 @@ def _check_types(cfg: TrainConfig) -> None:
             if want == "bool" and not isinstance(value, bool):
                 raise GanjiError(f"config field {f.name!r} must be true or false (got {value!r})")
             if want.startswith("tuple[") and not _is_tuple_of(value, want):
-                kind = "integers" if want == "tuple[int, ...]" else "two numbers"
+                kind = {"tuple[int, ...]": "integers", "tuple[str, ...]": "strings"}.get(want, "two numbers")
                 raise GanjiError(f"config field {f.name!r} must be a list of {kind} (got {value!r})")
     cfg.validate()
 
@@ -138,4 +138,6 @@ def _is_tuple_of(value: Any, want: str) -> bool:
         return False
     if want == "tuple[int, ...]":
         return all(isinstance(v, int) for v in value)
+    if want == "tuple[str, ...]":
+        return all(isinstance(v, str) for v in value)
     return len(value) == 2 and all(isinstance(v, (int, float)) for v in value)

@@ -7,6 +7,7 @@ this loop a run, its config and its dataset. Stages of `TrainLoop`:
   2. the steps (`run`), each in named stages:
        next_batch   the epoch's permutation, drawn from a generator seeded by (seed, epoch), so any
                     step of any epoch can be resumed exactly; this step's slice of it, normalised
+                    (and, for a `--condition components` run, the same rows of the component labels)
        train_step   the recipe's step, then its schedulers and EMA
        log          every `log_every` steps: losses read from the device (the one host sync),
                     appended to metrics.jsonl, shown by the observer
@@ -188,6 +189,8 @@ class TrainLoop:
         self.device = local_device(resolve_device(cfg.device), world)
         self.precision = choose_precision(self.model.bf16, self.device, cfg.precision, cfg.compile, cfg.compile_mode)
         self.images = dataset.images.to(self.device)  # stays uint8: 4x less memory than float
+        # A conditional model's labels, row for row with the images (ganji.recipes.unet_recipe).
+        self.labels = dataset.components.to(self.device) if getattr(cfg.options, "conditional", False) else None
         self.n_images = len(dataset)
         self.rank_batch = per_rank_batch(cfg.batch_size, world.size)  # this process's share of every global batch
 
@@ -325,18 +328,20 @@ class TrainLoop:
         return scores
 
     # -- 2. the steps ----------------------------------------------------------------------------------
-    def next_batch(self) -> torch.Tensor:
-        """This rank's slice of the step's global batch, normalised, on the device."""
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's slice of the step's global batch, normalised, on the device, and its rows of
+        the labels (None for an unconditional model)."""
         epoch, i = divmod(self.step, self.steps_per_epoch)
         if self._perm is None or i == 0:
             self._perm = epoch_permutation(self.cfg.seed, epoch, self.n_images).to(self.device)
             self.recipe.set_epoch(epoch)
         rows = rank_indices(self._perm, i, self.cfg.batch_size, self.world.rank, self.rank_batch)
-        return normalise(self.images[rows], self.recipe.data_range, self.precision)
+        labels = self.labels[rows] if self.labels is not None else None
+        return normalise(self.images[rows], self.recipe.data_range, self.precision), labels
 
-    def train_step(self, x: torch.Tensor) -> None:
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         self.precision.begin_step()
-        losses = self.recipe.train_step(x)
+        losses = self.recipe.train_step(x) if labels is None else self.recipe.train_step(x, labels)
         self.recipe.after_step(self.step)
         self.step += 1
         self.meter.add(losses)
@@ -392,7 +397,7 @@ class TrainLoop:
         try:
             with _stop_on_signals(self.observer) as stop_requested:
                 while self.step < self.stop_step:
-                    self.train_step(self.next_batch())
+                    self.train_step(*self.next_batch())
                     end_of_epoch = self.step % spe == 0
                     if self.step % self.cfg.log_every == 0 or end_of_epoch or self.step == self.stop_step:
                         self.log()

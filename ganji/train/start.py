@@ -13,7 +13,7 @@ or writes anything of the run until training ends. A new run that fails before i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ganji.errors import GanjiError
 from ganji.recipes import config_from_json, spec
@@ -24,6 +24,9 @@ from ganji.runtime.config import TrainConfig
 from ganji.runtime.distributed import ReportedOnMain, World, per_rank_batch
 from ganji.train.loop import TrainLoop, TrainResult
 from ganji.train.observer import TrainingObserver
+
+if TYPE_CHECKING:
+    from ganji.data.store import Dataset
 
 # Options that may change when a run is resumed; the rest define the run (changing the epochs would
 # change the learning-rate schedule planned at the start, so it makes a new run instead).
@@ -156,6 +159,7 @@ def _train_run(world: World, home: Path, run: Run, cfg: TrainConfig, saved: dict
         if len(set(hashes)) > 1:
             by_rank = ", ".join(str(h)[:12] for h in hashes)
             raise _error(world, f"the processes see different {cfg.dataset!r} datasets (sha256 by rank: {by_rank}): give every machine the same copy")
+    _attach_vocabulary(world, run, cfg, dataset)
     # 3. the loop
     loop = TrainLoop(run, cfg, dataset, resume=has_checkpoint, observer=observer, home=home, world=world)
     if has_checkpoint and loop.step >= loop.stop_step:
@@ -165,6 +169,26 @@ def _train_run(world: World, home: Path, run: Run, cfg: TrainConfig, saved: dict
             "(raise --max-steps, or start a new run)",
         )
     return loop.run_steps()
+
+
+def _attach_vocabulary(world: World, run: Run, cfg: TrainConfig, dataset: Dataset) -> None:
+    """A conditional run conditions on its dataset's component keys: a new run takes the dataset's
+    vocabulary into its config (and so its config.json and checkpoints); a resumed one must find the
+    same keys."""
+    if not getattr(cfg.options, "conditional", False):
+        return
+    vocabulary = dataset.component_vocabulary
+    if vocabulary is None:
+        raise _error(world, f"dataset {cfg.dataset!r} has no component labels, which --condition components needs: "
+                            f"rebuild it with `ganji fetch-data --force` (ganji labels kanji from KanjiVG)")
+    if not vocabulary:
+        raise _error(world, f"dataset {cfg.dataset!r} has component labels but no component keys (too few kanji?): "
+                            "--condition components needs some")
+    if not cfg.options.vocabulary:
+        cfg.options.vocabulary = tuple(vocabulary)
+    elif list(cfg.options.vocabulary) != vocabulary:
+        raise _error(world, f"dataset {cfg.dataset!r}'s component keys have changed since run {run.model}/{run.name} started: "
+                            "resuming would condition on other keys; start a new run instead")
 
 
 def _error(world: World, message: str) -> GanjiError:

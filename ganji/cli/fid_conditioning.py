@@ -1,0 +1,60 @@
+"""`ganji fid MODEL --condition components`: how well a component-conditioned run does what it is asked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ganji.console import console, err_console
+
+RESULTS_FILE = "conditioning.json"  # in the run folder: the latest measurement
+
+
+def measure_conditioning(home: Path, model: str, run: str | None, per_request: int, guidance: float | None, seed: int,
+                         sampler: str | None, steps: int | None, batch_size: int, device: str, picture: Path | None,
+                         as_json: bool, quiet: bool) -> None:
+    from ganji.atomic import write_json_atomic
+    from ganji.metrics.conditioning import evaluate_conditioning
+    from ganji.runs import find_run
+
+    if picture is not None:
+        from ganji.images import image_format
+
+        image_format(picture)  # a bad name fails before minutes of sampling
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=err_console, disable=quiet)
+    with progress:
+        task = progress.add_task(f"requests to {model}", total=None)
+        score, extra = evaluate_conditioning(home, model, run, per_request=per_request, guidance=guidance, seed=seed, sampler=sampler,
+                                             steps=steps, batch_size=batch_size, device=device,
+                                             on_request=lambda _r: progress.advance(task))
+    result = {"model": model, "run": extra["run"], "step": extra["step"], **score.to_json()}
+    write_json_atomic(find_run(home, model, extra["run"]).path / RESULTS_FILE, result)
+    if picture is not None:
+        from ganji.report.figures import conditioning_figure
+
+        dataset = extra["dataset"]
+        rows = [(f"{s.request.label} ({s.request.kind}{', like ' + s.request.example if s.request.example else ''}): "
+                 f"hit {100 * s.hit_rate:.0f}%", extra["samples"][s.request.keys], dataset.images[s.nearest])
+                for s in score.requests if s.request.kind != "single"]
+        conditioning_figure(rows, picture)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{model} run {extra['run']}: component requests, guidance {score.guidance:g}, {per_request} samples each")
+    for col in ("request", "kind", "like", "hit rate", "novel"):
+        table.add_column(col, justify="right" if col in ("hit rate", "novel") else "left")
+    for s in score.requests:
+        table.add_row(s.request.label, s.request.kind, s.request.example, f"{100 * s.hit_rate:.0f}%", f"{100 * s.novelty:.0f}%")
+    console.print(table)
+    for kind, v in score.by_kind().items():
+        console.print(f"{kind}: hit rate {100 * v['hit_rate']:.1f}%, novelty {100 * v['novelty']:.1f}% over {v['requests']} requests")
+    if score.fid_conditioned is not None:
+        console.print(f"FID against {score.real_n} real kanji with the asked-for component: conditioned {score.fid_conditioned:.1f}, "
+                      f"unconditioned (guidance 0) {score.fid_unconditioned:.1f}")
+    if picture is not None:
+        console.print(f"wrote {picture}")

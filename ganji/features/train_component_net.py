@@ -1,0 +1,191 @@
+"""Train ComponentNet, the recogniser that checks component-conditioned samples (issue 19).
+
+Reproduce the shipped weights (2 CPU cores, under an hour) with:
+
+    apt-get install fonts-ipaexfont-mincho fonts-noto-cjk fonts-hanazono
+    python -m ganji.features.train_component_net
+
+Data: the kanji of the default dataset that KanjiVG labels, with their (component, position) keys
+at depth 1 (ganji.data.components), keeping the keys that at least `--min-count` kanji have;
+rendered at 64 px by the dataset's renderer in KanjiNet's six training fonts, each rendering seen
+with fresh augmentation every epoch (KanjiNet's: affine jitter, stroke weight, blur, ink gamma).
+Two things are held out, and what the weights file reports is measured on them:
+- a font: Hanazono Mincho (another foundry's design), on the characters trained on;
+- characters: one in ten labelled kanji (chosen by a hash of the code point), never seen in any font;
+  a recogniser that finds components in kanji it has never seen is one that can check new ones.
+
+Training: the network starts from the shipped KanjiNet (its layers already know kanji strokes), one
+sigmoid per key, binary cross-entropy with positives weighted `--pos-weight` times (a key is absent
+from almost every kanji), AdamW with a one-cycle learning rate. The logit threshold that maximises
+F1 on the held-out characters in the training fonts is stored with the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from ganji.atomic import write_atomic
+from ganji.data.components import label_codepoints
+from ganji.features.component_net import METADATA_KEY, shipped_state
+from ganji.features.extractors import load_kanji_net
+from ganji.features.kanji_net import INPUT_SIZE, KanjiNet
+from ganji.features.resize import resize_to
+from ganji.features.train_kanji_net import (
+    HELD_OUT_FONT,
+    TRAIN_FONTS,
+    _font_path,
+    augment,
+    dataset_codepoints,
+    render_font,
+    training_arguments,
+)
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "features" / "component_net.safetensors"
+HELD_OUT_SHARE = 10  # one in this many labelled kanji is never trained on
+
+
+def held_out_character(codepoint: int) -> bool:
+    """Whether a kanji is one of the held-out characters: a hash of its code point, so the choice is
+    the same on every machine and does not depend on the dataset's order."""
+    return hashlib.sha256(f"U+{codepoint:05X}".encode()).digest()[0] % HELD_OUT_SHARE == 0
+
+
+@torch.no_grad()
+def logits_of(net: KanjiNet, renders: np.ndarray, batch: int = 1000) -> torch.Tensor:
+    net.eval()
+    out = [net(resize_to(torch.from_numpy(renders[i : i + batch]).float().unsqueeze(1) / 255, INPUT_SIZE)) for i in range(0, len(renders), batch)]
+    net.train()
+    return torch.cat(out)
+
+
+def precision_recall(logits: torch.Tensor, truth: np.ndarray, threshold: float) -> dict[str, float]:
+    """Micro-averaged precision and recall over every (image, key) pair, and the share of images
+    whose keys are all found (what a hit needs)."""
+    found = (logits > threshold).numpy()
+    true = truth > 0
+    tp = int((found & true).sum())
+    has = true.any(axis=1)
+    all_found = (found | ~true).all(axis=1)[has]
+    return {
+        "precision": round(tp / max(int(found.sum()), 1), 4),
+        "recall": round(tp / max(int(true.sum()), 1), 4),
+        "all_keys_found": round(float(all_found.mean()) if len(all_found) else 0.0, 4),
+        "images": int(len(truth)),
+    }
+
+
+def best_threshold(logits: torch.Tensor, truth: np.ndarray) -> float:
+    """The logit threshold in [-3, 3] (steps of 0.25) with the highest micro F1."""
+    best, best_f1 = 0.0, -1.0
+    for threshold in np.arange(-3.0, 3.01, 0.25):
+        pr = precision_recall(logits, truth, float(threshold))
+        f1 = 2 * pr["precision"] * pr["recall"] / max(pr["precision"] + pr["recall"], 1e-9)
+        if f1 > best_f1:
+            best, best_f1 = float(threshold), f1
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = training_arguments(__doc__ or "", 5, DEFAULT_OUT)
+    ap.add_argument("--pos-weight", type=float, default=5.0)
+    ap.add_argument("--min-count", type=int, default=20, help="keep the keys at least this many labelled kanji have")
+    args = ap.parse_args(argv)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.time()
+
+    # 1. Characters and their keys: the default dataset's kanji, in its order.
+    codepoints = dataset_codepoints(args.limit)
+    labels = label_codepoints(codepoints, depth=1, min_count=args.min_count)
+    truth = labels.tensor.numpy().astype(np.float32)
+    labelled = truth.any(axis=1)
+    held = np.array([held_out_character(cp) for cp in codepoints])
+    train_rows, held_rows = labelled & ~held, labelled & held
+    print(f"{int(labelled.sum())} labelled kanji, {len(labels.vocabulary)} keys; "
+          f"{int(train_rows.sum())} to train on, {int(held_rows.sum())} held out", flush=True)
+
+    # 2. Render every font once.
+    train_x, train_y, font_meta, held_char_x = [], [], [], []
+    for spec in TRAIN_FONTS:
+        path = _font_path(spec)
+        images, drew = render_font(path, codepoints)
+        train_x.append(images[train_rows & drew])
+        train_y.append(truth[train_rows & drew])
+        held_char_x.append((images[held_rows & drew], truth[held_rows & drew]))
+        font_meta.append({"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+        print(f"rendered {path.name} ({time.time() - t0:.0f} s)", flush=True)
+    x_all = torch.from_numpy(np.concatenate(train_x))
+    y_all = torch.from_numpy(np.concatenate(train_y))
+    hana, hana_drew = render_font(Path(HELD_OUT_FONT), codepoints)
+
+    # 3. Train from KanjiNet's layers: multi-label BCE, positives weighted, one-cycle AdamW.
+    net = KanjiNet(num_classes=len(labels.vocabulary))
+    net.body.load_state_dict(load_kanji_net().body.state_dict())
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=5e-4)
+    steps_per_epoch = len(x_all) // args.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15)
+    pos_weight = torch.full((len(labels.vocabulary),), args.pos_weight)
+    probe_x, probe_y = held_char_x[0]
+    for epoch in range(args.epochs):
+        order = torch.randperm(len(x_all), generator=gen)
+        total = 0.0
+        for s in range(steps_per_epoch):
+            idx = order[s * args.batch_size : (s + 1) * args.batch_size]
+            x = augment(x_all[idx].float().unsqueeze(1) / 255, gen)
+            loss = F.binary_cross_entropy_with_logits(net(resize_to(x, INPUT_SIZE)), y_all[idx], pos_weight=pos_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        pr = precision_recall(logits_of(net, probe_x), probe_y, 0.0)
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / steps_per_epoch:.4f}, held-out characters ({font_meta[0]['file']}): "
+              f"precision {pr['precision']:.3f} recall {pr['recall']:.3f} ({time.time() - t0:.0f} s)", flush=True)
+
+    # 4. Measure what ships: the float16-rounded weights, at the threshold chosen on held-out characters.
+    state = shipped_state(net)
+    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    held_logits = torch.cat([logits_of(net, x) for x, _ in held_char_x])
+    held_truth = np.concatenate([y for _, y in held_char_x])
+    threshold = best_threshold(held_logits, held_truth)
+    hana_rows = train_rows & hana_drew
+    validation = {
+        "held_out_characters_train_fonts": precision_recall(held_logits, held_truth, threshold),
+        "held_out_font": {"file": Path(HELD_OUT_FONT).name, **precision_recall(logits_of(net, hana[hana_rows]), truth[hana_rows], threshold)},
+        "held_out_font_and_characters": precision_recall(logits_of(net, hana[held_rows & hana_drew]), truth[held_rows & hana_drew], threshold),
+    }
+    meta = {
+        "vocabulary": labels.vocabulary,
+        "threshold": threshold,
+        "validation": validation,
+        "labels": {k: v for k, v in labels.provenance.items()},
+        "input_size": INPUT_SIZE,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "pos_weight": args.pos_weight,
+        "min_count": args.min_count,
+        "held_out_characters": f"one in {HELD_OUT_SHARE} by sha256 of the code point",
+        "train_fonts": font_meta,
+        "torch": torch.__version__,
+        "seconds": round(time.time() - t0),
+    }
+    write_atomic(args.out, lambda tmp: save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, ensure_ascii=False)}))
+    sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    print(json.dumps({k: v for k, v in meta.items() if k != "vocabulary"}, indent=1, ensure_ascii=False))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB), sha256 {sha}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Measuring component-conditioned generation (issue 19): does a request for components get them?
+
+A request is a set of (component, position) keys, e.g. ("魚:left", "山:right"). Three kinds, chosen
+from the dataset's labels by fixed rules (`request_suite`), so every model is asked the same:
+- "existing": the keys of a real kanji built from exactly two components that the recogniser knows
+  (the model has seen this combination);
+- "new": a left and a right component that each occur in many kanji but never together;
+- "single": one common key alone; enough real kanji have it for an FID against them.
+
+For each request the model draws `per_request` samples and ComponentNet (ganji.features.component_net)
+checks them:
+- hit rate: the share of samples in which every requested key is found;
+- novelty: the share of samples that are not copies of a dataset kanji (KanjiNet features, the
+  threshold of ganji.metrics.manifold.novelty);
+- FID (single-key requests pooled): the conditioned samples against as many real kanji with the same
+  keys, and, as the baseline that says whether conditioning moved anything, the same model's
+  unconditional samples (guidance 0) against the same real kanji.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganji.features.component_net import ComponentRecogniser
+from ganji.metrics.frechet import fid_from_features
+from ganji.metrics.manifold import nearest_distances, novelty
+
+KINDS = ("existing", "new", "single")
+MIN_PAIR_COUNT = 20  # a "new" pair's two keys each occur in at least this many kanji
+MIN_SINGLE_COUNT = 100  # a "single" request's key occurs in at least this many kanji
+
+Generate = Callable[[tuple[str, ...], int, int], torch.Tensor]  # (keys, n, seed) -> uint8 images N x C x H x W
+
+
+@dataclass(frozen=True)
+class Request:
+    keys: tuple[str, ...]
+    kind: str
+    example: str = ""  # a real kanji with these keys ("existing"), else ""
+
+    @property
+    def label(self) -> str:
+        return " + ".join(self.keys)
+
+
+def _key_parts(key: str) -> tuple[str, str]:
+    element, _, position = key.rpartition(":")
+    return element, position
+
+
+def request_suite(
+    vocabulary: list[str], components: torch.Tensor, codepoints: list[int], known: set[str], per_kind: int = 6
+) -> list[Request]:
+    """`per_kind` requests of each kind from a dataset's labels (N x V multi-hot over `vocabulary`,
+    rows in the order of `codepoints`), using only keys the recogniser knows (`known`). Deterministic:
+    the same labels give the same requests, spread over the frequency range."""
+    labels = components.bool().numpy()
+    counts = labels.sum(axis=0)
+    column = {key: i for i, key in enumerate(vocabulary)}
+    positional = [k for k in vocabulary if not k.endswith(":any") and k in known]
+
+    def spread(items: list[Any]) -> list[Any]:
+        if len(items) <= per_kind:
+            return items
+        return [items[int(i)] for i in np.linspace(0, len(items) - 1, per_kind).round()]
+
+    # Existing: kanji with exactly two positional keys, left + right or top + bottom.
+    existing: list[Request] = []
+    seen: set[tuple[str, ...]] = set()
+    for row, cp in enumerate(codepoints):
+        keys = tuple(vocabulary[i] for i in np.flatnonzero(labels[row]) if not vocabulary[i].endswith(":any"))
+        positions = sorted(_key_parts(k)[1] for k in keys)
+        if len(keys) == 2 and positions in (["left", "right"], ["bottom", "top"]) and all(k in known for k in keys) and keys not in seen:
+            seen.add(keys)
+            existing.append(Request(tuple(sorted(keys, key=lambda k: _key_parts(k)[1] not in ("left", "top"))), "existing", chr(cp)))
+    existing.sort(key=lambda r: (-min(counts[column[k]] for k in r.keys), r.keys))
+
+    # New: frequent left and right keys never seen together.
+    lefts = sorted((k for k in positional if k.endswith(":left") and counts[column[k]] >= MIN_PAIR_COUNT), key=lambda k: (-counts[column[k]], k))
+    rights = sorted((k for k in positional if k.endswith(":right") and counts[column[k]] >= MIN_PAIR_COUNT), key=lambda k: (-counts[column[k]], k))
+    new: list[Request] = []
+    for i, left in enumerate(lefts):
+        right = rights[(3 * i) % len(rights)] if rights else None
+        if right is None or _key_parts(left)[0] == _key_parts(right)[0]:
+            continue
+        if not (labels[:, column[left]] & labels[:, column[right]]).any():
+            new.append(Request((left, right), "new"))
+
+    single = [Request((k,), "single") for k in sorted(positional, key=lambda k: (-counts[column[k]], k)) if counts[column[k]] >= MIN_SINGLE_COUNT]
+    return spread(existing) + spread(new) + spread(single)
+
+
+@dataclass
+class RequestScore:
+    request: Request
+    hit_rate: float
+    novelty: float
+    samples: int
+    nearest: list[int] = field(default_factory=list)  # dataset row of each sample's nearest real kanji
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self.request), "hit_rate": self.hit_rate, "novelty": self.novelty, "samples": self.samples}
+
+
+@dataclass
+class ConditioningScore:
+    guidance: float
+    per_request: int
+    requests: list[RequestScore]
+    fid_conditioned: float | None  # single-key requests pooled, against real kanji with those keys
+    fid_unconditioned: float | None  # guidance 0 samples against the same real kanji
+    real_n: int
+
+    def by_kind(self) -> dict[str, dict[str, float]]:
+        """Mean hit rate and novelty per kind of request."""
+        out: dict[str, dict[str, float]] = {}
+        for kind in KINDS:
+            scores = [s for s in self.requests if s.request.kind == kind]
+            if scores:
+                out[kind] = {"hit_rate": float(np.mean([s.hit_rate for s in scores])),
+                             "novelty": float(np.mean([s.novelty for s in scores])), "requests": len(scores)}
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"guidance": self.guidance, "per_request": self.per_request, "by_kind": self.by_kind(),
+                "fid_conditioned": self.fid_conditioned, "fid_unconditioned": self.fid_unconditioned, "real_n": self.real_n,
+                "requests": [s.to_json() for s in self.requests]}
+
+
+def score_requests(
+    requests: list[Request],
+    generate: Generate,
+    recogniser: ComponentRecogniser,
+    features: Callable[[torch.Tensor], np.ndarray],
+    dataset_features: np.ndarray,
+    dataset_components: torch.Tensor,
+    vocabulary: list[str],
+    per_request: int,
+    guidance: float,
+    seed: int = 0,
+    on_request: Callable[[Request], None] | None = None,
+) -> ConditioningScore:
+    """Hit rate and novelty of every request, and the pooled FID of the single-key ones.
+
+    `generate(keys, n, seed)` draws n samples for a request (keys = () for unconditional ones),
+    `features` maps uint8 images to KanjiNet features, `dataset_features` are every dataset image's.
+    """
+    threshold = novelty(dataset_features, dataset_features[:1]).threshold
+    column = {key: i for i, key in enumerate(vocabulary)}
+    scores: list[RequestScore] = []
+    fake_single: list[np.ndarray] = []
+    real_rows: list[np.ndarray] = []
+    for k, request in enumerate(requests):
+        images = generate(request.keys, per_request, seed + k)
+        hits = recogniser.finds_all(images, list(request.keys))
+        feats = features(images)
+        nearest = nearest_distances(feats, dataset_features)
+        scores.append(RequestScore(request, float(hits.float().mean()), float((nearest >= threshold).mean()), len(images),
+                                   _nearest_rows(feats, dataset_features)))
+        if request.kind == "single":
+            fake_single.append(feats)
+            have = np.flatnonzero(dataset_components[:, column[request.keys[0]]].bool().numpy())
+            pick = np.random.default_rng(seed + k).choice(have, size=min(per_request, len(have)), replace=False)
+            real_rows.append(np.sort(pick))
+        if on_request is not None:
+            on_request(request)
+    fid_c = fid_u = None
+    real_n = 0
+    if fake_single:
+        real = dataset_features[np.concatenate(real_rows)]
+        real_n = len(real)
+        fid_c = fid_from_features(real, np.concatenate(fake_single))
+        plain = features(generate((), sum(len(f) for f in fake_single), seed + len(requests)))
+        fid_u = fid_from_features(real, plain)
+    return ConditioningScore(guidance, per_request, scores, fid_c, fid_u, real_n)
+
+
+def _nearest_rows(queries: np.ndarray, reference: np.ndarray) -> list[int]:
+    q = torch.from_numpy(queries).double()
+    r = torch.from_numpy(reference).double()
+    return torch.cdist(q, r).argmin(dim=1).tolist()
+
+
+def evaluate_conditioning(
+    home: Path,
+    model: str,
+    run_name: str | None,
+    *,
+    per_request: int = 32,
+    per_kind: int = 6,
+    guidance: float | None = None,
+    seed: int = 0,
+    sampler: str | None = None,
+    steps: int | None = None,
+    batch_size: int = 250,
+    device: str = "auto",
+    on_request: Callable[[Request], None] | None = None,
+) -> tuple[ConditioningScore, dict[str, Any]]:
+    """The request suite on a conditional run: its score, and what a picture of it needs (the
+    samples of every request, the dataset's images and code points)."""
+    from ganji.data.store import load_dataset
+    from ganji.errors import GanjiError
+    from ganji.features.component_net import load_component_net
+    from ganji.features.extractors import load_extractor
+    from ganji.home import cache_dir
+    from ganji.metrics.protocol import dataset_features
+    from ganji.runs import find_run
+    from ganji.runtime.device import resolve_device
+    from ganji.sampling import DEFAULT_GUIDANCE, SampleRequest, generate, load_model
+
+    if per_request < 4:
+        raise GanjiError(f"--per-request must be at least 4 (got {per_request})")
+    run = find_run(home, model, run_name)
+    loaded = load_model(home, model, run.name, None, device)
+    if not loaded.recipe.conditional:
+        raise GanjiError(f"run {model}/{run.name} was trained without --condition components: there is nothing to ask it for")
+    dataset = load_dataset(home, str(loaded.meta.get("config", {}).get("dataset", "kanji")))
+    vocabulary = list(loaded.recipe.cfg.options.vocabulary)
+    if dataset.components is None or dataset.component_vocabulary != vocabulary:
+        raise GanjiError(f"dataset {dataset.name!r} no longer has the component labels run {model}/{run.name} was trained on")
+    recogniser = load_component_net()
+    torch_device = resolve_device(device)
+    recogniser.net.to(torch_device)
+    extractor = load_extractor("kanji", torch_device, cache_dir(home))
+    requests = request_suite(vocabulary, dataset.components, list(dataset.manifest.get("codepoints", [])), set(recogniser.vocabulary), per_kind)
+    if not requests:
+        raise GanjiError(f"dataset {dataset.name!r} has too few labelled kanji for the request suite")
+    w = DEFAULT_GUIDANCE if guidance is None else guidance
+    drawn: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def draw(keys: tuple[str, ...], n: int, s: int) -> torch.Tensor:
+        request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=s, batch_size=batch_size, sampler=sampler, steps=steps,
+                                        with_keys=list(keys) or None, guidance=w if keys else None)
+        images = generate(loaded, request)
+        drawn[keys] = images
+        return images
+
+    score = score_requests(requests, draw, recogniser, extractor.features, dataset_features(home, dataset, extractor),
+                           dataset.components, vocabulary, per_request, w, seed, on_request)
+    return score, {"samples": drawn, "dataset": dataset, "run": run.name, "step": loaded.step}

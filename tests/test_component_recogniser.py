@@ -1,0 +1,103 @@
+"""ComponentNet (the shipped recogniser) and the conditioning metrics built on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ganji.data.prepare import bundled_font
+from ganji.data.render import GlyphRenderer, inspect_font
+from ganji.errors import GanjiError
+from ganji.features.component_net import COMPONENT_NET_PATH, load_component_net
+from ganji.metrics.conditioning import Request, request_suite, score_requests
+
+
+@pytest.fixture(scope="module")
+def recogniser():
+    return load_component_net()
+
+
+def render(chars: str, size: int = 32) -> torch.Tensor:
+    font = bundled_font()
+    renderer = GlyphRenderer(inspect_font(font, [ord(c) for c in chars]), size)
+    return torch.from_numpy(np.stack([renderer.render(ord(c)) for c in chars]))[:, None]
+
+
+def test_shipped_weights_are_pinned_and_validated(recogniser, tmp_path: Path) -> None:
+    v = recogniser.validation
+    # Measured when the weights were made, on data they never saw (a font; characters): the bar a
+    # hit rate is read against.
+    assert v["held_out_font"]["precision"] >= 0.9 and v["held_out_font"]["recall"] >= 0.9
+    assert v["held_out_characters_train_fonts"]["precision"] >= 0.8 and v["held_out_characters_train_fonts"]["recall"] >= 0.7
+    damaged = tmp_path / "component_net.safetensors"
+    damaged.write_bytes(COMPONENT_NET_PATH.read_bytes()[:-1] + b"\0")
+    with pytest.raises(GanjiError, match="not the pinned"):
+        load_component_net(damaged)
+
+
+def test_finds_components_in_real_kanji(recogniser) -> None:
+    images = render("林村休語湖花")
+    assert recogniser.finds_all(images[:2], ["木:left"]).all()
+    assert recogniser.finds_all(images[1:2], ["木:left", "寸:right"]).all()
+    assert recogniser.finds_all(images[2:3], ["亻:left"]).all()
+    assert recogniser.finds_all(images[3:4], ["言:left"]).all()
+    assert recogniser.finds_all(images[4:5], ["氵:left"]).all()
+    assert recogniser.finds_all(images[5:6], ["艹:top"]).all()
+    # ...and not where they are absent: nothing of 氵 in 林, 村, 休, 語.
+    assert not recogniser.finds_all(images[:4], ["氵:left"]).any()
+    blank = torch.zeros(3, 1, 32, 32, dtype=torch.uint8)
+    assert recogniser.found(blank).sum(dim=1).max() <= 2  # (an empty square reads as a thin 一 at most)
+    for key in ("木:left", "氵:left", "亻:left", "艹:top"):
+        assert not recogniser.finds_all(blank, [key]).any()
+    with pytest.raises(GanjiError, match="does not know"):
+        recogniser.finds_all(images, ["no-such:key"])
+
+
+def test_request_suite_and_scores(recogniser) -> None:
+    # Labels of 400 made-up kanji: A/B on the left, C/D on the right, E on top (single-key requests
+    # need 100 of one key).
+    vocab = ["木:left", "氵:left", "寸:right", "口:right", "艹:top", "木:any", "氵:any", "寸:any", "口:any", "艹:any"]
+    rows = []
+    for i in range(400):
+        left, right = ("木:left", "寸:right") if i % 2 else ("氵:left", "口:right")
+        if i % 7 == 0:
+            left, right = "木:left", "口:right"
+        keys = {left, right, left.split(":")[0] + ":any", right.split(":")[0] + ":any"}
+        if i % 3 == 0:
+            keys = {"艹:top", "艹:any"}
+        rows.append([1 if k in keys else 0 for k in vocab])
+    labels = torch.tensor(rows, dtype=torch.uint8)
+    requests = request_suite(vocab, labels, list(range(0x4E00, 0x4E00 + 400)), set(vocab), per_kind=3)
+    kinds = {r.kind for r in requests}
+    assert kinds == {"existing", "new", "single"}
+    for r in requests:
+        cols = [vocab.index(k) for k in r.keys]
+        together = labels[:, cols].bool().all(dim=1).any().item()
+        assert together == (r.kind != "new")  # a "new" pair never occurs in the data; the others do
+    assert ("氵:left", "寸:right") in [r.keys for r in requests if r.kind == "new"]
+
+    # A generator that returns real kanji with the asked-for keys hits; one that ignores them misses.
+    real = render("林村休湖花語")
+    pictures = {("木:left", "寸:right"): real[1:2], ("氵:left",): real[3:4]}
+
+    def obedient(keys, n, seed):
+        return pictures.get(tuple(keys), real[2:3]).expand(n, -1, -1, -1).clone()
+
+    def stubborn(keys, n, seed):
+        return real[2:3].expand(n, -1, -1, -1).clone()  # 休, whatever is asked
+
+    suite = [Request(("木:left", "寸:right"), "existing", "村"), Request(("氵:left",), "single")]
+    def feats(images: torch.Tensor) -> np.ndarray:  # 4 x 4 average pixels as features: enough here
+        return torch.nn.functional.avg_pool2d(images.float(), 8).flatten(1).double().numpy()
+
+    # The "dataset": 400 renderings (U+4E00...), row for row with the labels; 村 and 湖 are not among them.
+    dataset_feats = feats(render("".join(chr(0x4E00 + i) for i in range(400))))
+    good = score_requests(suite, obedient, recogniser, feats, dataset_feats, labels, vocab, 4, 3.0)
+    bad = score_requests(suite, stubborn, recogniser, feats, dataset_feats, labels, vocab, 4, 3.0)
+    assert all(s.hit_rate == 1.0 for s in good.requests) and all(s.hit_rate == 0.0 for s in bad.requests)
+    assert all(s.novelty == 1.0 for s in good.requests)  # 村 and 湖 are not in the "dataset"
+    assert good.fid_conditioned is not None and good.real_n > 0
+    assert good.by_kind()["existing"]["hit_rate"] == 1.0 and bad.by_kind()["single"]["hit_rate"] == 0.0
