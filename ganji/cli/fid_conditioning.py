@@ -19,7 +19,6 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
                          as_json: bool, quiet: bool) -> None:
     from ganji.atomic import write_json_atomic
     from ganji.metrics.conditioning import evaluate_conditioning
-    from ganji.runs import find_run
 
     if picture is not None:
         from ganji.images import image_format
@@ -32,8 +31,8 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         score, extra = evaluate_conditioning(home, model, run, per_request=per_request, guidance=guidance, seed=seed, sampler=sampler,
                                              steps=steps, batch_size=batch_size, device=device,
                                              on_request=lambda _r: progress.advance(task))
-    result = {"model": model, "run": extra["run"], "step": extra["step"], **score.to_json()}
-    write_json_atomic(find_run(home, model, extra["run"]).path / RESULTS_FILE, result)
+    result = {"model": model, "run": extra["run"].name, "step": extra["step"], **score.to_json()}
+    write_json_atomic(extra["run"].path / RESULTS_FILE, result)
     if picture is not None:
         from ganji.report.figures import conditioning_figure
 
@@ -45,7 +44,7 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"{model} run {extra['run']}: component requests, guidance {score.guidance:g}, {per_request} samples each")
+    table = Table(title=f"{model} run {extra['run'].name}: component requests, guidance {score.guidance:g}, {per_request} samples each")
     for col in ("request", "kind", "like", "hit rate", "novel"):
         table.add_column(col, justify="right" if col in ("hit rate", "novel") else "left")
     for s in score.requests:

@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganji.data.components import split_key
 from ganji.features.component_net import ComponentRecogniser
 from ganji.metrics.frechet import fid_from_features
-from ganji.metrics.manifold import nearest_distances, novelty
+from ganji.metrics.manifold import copy_threshold, nearest_neighbours
 
 KINDS = ("existing", "new", "single")
 MIN_PAIR_COUNT = 20  # a "new" pair's two keys each occur in at least this many kanji
@@ -47,11 +48,6 @@ class Request:
     @property
     def label(self) -> str:
         return " + ".join(self.keys)
-
-
-def _key_parts(key: str) -> tuple[str, str]:
-    element, _, position = key.rpartition(":")
-    return element, position
 
 
 def request_suite(
@@ -75,10 +71,10 @@ def request_suite(
     seen: set[tuple[str, ...]] = set()
     for row, cp in enumerate(codepoints):
         keys = tuple(vocabulary[i] for i in np.flatnonzero(labels[row]) if not vocabulary[i].endswith(":any"))
-        positions = sorted(_key_parts(k)[1] for k in keys)
+        positions = sorted(split_key(k)[1] for k in keys)
         if len(keys) == 2 and positions in (["left", "right"], ["bottom", "top"]) and all(k in known for k in keys) and keys not in seen:
             seen.add(keys)
-            existing.append(Request(tuple(sorted(keys, key=lambda k: _key_parts(k)[1] not in ("left", "top"))), "existing", chr(cp)))
+            existing.append(Request(tuple(sorted(keys, key=lambda k: split_key(k)[1] not in ("left", "top"))), "existing", chr(cp)))
     existing.sort(key=lambda r: (-min(counts[column[k]] for k in r.keys), r.keys))
 
     # New: frequent left and right keys never seen together.
@@ -87,7 +83,7 @@ def request_suite(
     new: list[Request] = []
     for i, left in enumerate(lefts):
         right = rights[(3 * i) % len(rights)] if rights else None
-        if right is None or _key_parts(left)[0] == _key_parts(right)[0]:
+        if right is None or split_key(left)[0] == split_key(right)[0]:
             continue
         if not (labels[:, column[left]] & labels[:, column[right]]).any():
             new.append(Request((left, right), "new"))
@@ -151,7 +147,7 @@ def score_requests(
     `generate(keys, n, seed)` draws n samples for a request (keys = () for unconditional ones),
     `features` maps uint8 images to KanjiNet features, `dataset_features` are every dataset image's.
     """
-    threshold = novelty(dataset_features, dataset_features[:1]).threshold
+    threshold = copy_threshold(dataset_features)
     column = {key: i for i, key in enumerate(vocabulary)}
     scores: list[RequestScore] = []
     fake_single: list[np.ndarray] = []
@@ -160,9 +156,9 @@ def score_requests(
         images = generate(request.keys, per_request, seed + k)
         hits = recogniser.finds_all(images, list(request.keys))
         feats = features(images)
-        nearest = nearest_distances(feats, dataset_features)
-        scores.append(RequestScore(request, float(hits.float().mean()), float((nearest >= threshold).mean()), len(images),
-                                   _nearest_rows(feats, dataset_features)))
+        distances, rows = nearest_neighbours(feats, dataset_features)
+        scores.append(RequestScore(request, float(hits.float().mean()), float((distances >= threshold).mean()), len(images),
+                                   rows.tolist()))
         if request.kind == "single":
             fake_single.append(feats)
             have = np.flatnonzero(dataset_components[:, column[request.keys[0]]].bool().numpy())
@@ -181,12 +177,6 @@ def score_requests(
     return ConditioningScore(guidance, per_request, scores, fid_c, fid_u, real_n)
 
 
-def _nearest_rows(queries: np.ndarray, reference: np.ndarray) -> list[int]:
-    q = torch.from_numpy(queries).double()
-    r = torch.from_numpy(reference).double()
-    return torch.cdist(q, r).argmin(dim=1).tolist()
-
-
 def evaluate_conditioning(
     home: Path,
     model: str,
@@ -202,8 +192,8 @@ def evaluate_conditioning(
     device: str = "auto",
     on_request: Callable[[Request], None] | None = None,
 ) -> tuple[ConditioningScore, dict[str, Any]]:
-    """The request suite on a conditional run: its score, and what a picture of it needs (the
-    samples of every request, the dataset's images and code points)."""
+    """The request suite on a conditional run: its score, and what reporting it needs (the run, the
+    checkpoint's step, the samples of every request, the dataset)."""
     from ganji.data.store import load_dataset
     from ganji.errors import GanjiError
     from ganji.features.component_net import load_component_net
@@ -243,4 +233,4 @@ def evaluate_conditioning(
 
     score = score_requests(requests, draw, recogniser, extractor.features, dataset_features(home, dataset, extractor),
                            dataset.components, vocabulary, per_request, w, seed, on_request)
-    return score, {"samples": drawn, "dataset": dataset, "run": run.name, "step": loaded.step}
+    return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step}

@@ -39,10 +39,17 @@ def kth_neighbour_distances(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def nearest_neighbours(queries: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row: the distance to its nearest reference row, and that row's index."""
+    q, r = _as_tensor(queries), _as_tensor(reference)
+    found = [torch.cdist(q[s : s + _CHUNK], r).min(dim=1) for s in range(0, len(q), _CHUNK)]
+    return (np.concatenate([f.values.double().numpy() for f in found]),
+            np.concatenate([f.indices.numpy() for f in found]))
+
+
 def nearest_distances(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Distance from each query row to its nearest reference row."""
-    q, r = _as_tensor(queries), _as_tensor(reference)
-    return np.concatenate([torch.cdist(q[s : s + _CHUNK], r).min(dim=1).values.double().numpy() for s in range(0, len(q), _CHUNK)])
+    return nearest_neighbours(queries, reference)[0]
 
 
 def _coverage(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> float:
@@ -70,7 +77,12 @@ class Novelty:
     mean_distance: float  # mean distance from a sample to its nearest training image
 
 
+def copy_threshold(real: np.ndarray, quantile: float = COPY_QUANTILE) -> float:
+    """The distance under which a sample counts as a copy: a low quantile of real-to-real nearest-neighbour distances."""
+    return float(np.quantile(kth_neighbour_distances(real, 1), quantile))
+
+
 def novelty(real: np.ndarray, fake: np.ndarray, quantile: float = COPY_QUANTILE) -> Novelty:
-    threshold = float(np.quantile(kth_neighbour_distances(real, 1), quantile))
+    threshold = copy_threshold(real, quantile)
     nearest = nearest_distances(fake, real)
     return Novelty(float((nearest < threshold).mean()), threshold, float(nearest.mean()))

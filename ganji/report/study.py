@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from ganji.atomic import write_json_atomic, write_text_atomic
 from ganji.errors import GanjiError
+from ganji.metrics.manifold import nearest_neighbours
 from ganji.metrics.protocol import Score, Track, _no_track, evaluate_run
 from ganji.report.figures import ModelPictures, neighbours_figure, progress_figure, samples_figure, training_figure
 from ganji.recipes import config_from_json, spec
@@ -169,10 +169,8 @@ def measure(
         request = SampleRequest.resolve(loaded.spec, loaded.recipe, SAMPLE_COUNT, seed=seed, sampler=sampler, steps=steps,
                                         strict=False, fallback=fast)
         samples = generate(loaded, request)
-        feats = extras["features"][:NEIGHBOURS]
-        train_feats = torch.from_numpy(np.ascontiguousarray(extras["training_features"]))
-        nearest_rows = torch.cdist(torch.from_numpy(feats), train_feats).argmin(dim=1)
-        nearest = extras["dataset"].images[nearest_rows]
+        _, nearest_rows = nearest_neighbours(extras["features"][:NEIGHBOURS], extras["training_features"])
+        nearest = extras["dataset"].images[torch.from_numpy(nearest_rows)]
         grids = sorted(run.samples_dir.glob("step-*.png")) if run.samples_dir.is_dir() else []
         pictures.append(
             ModelPictures(
