@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import builtins
 import errno
-import hashlib
 import io
 import json
 import os
@@ -29,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_support import cli, one_line_error, own_home, succeeded, tree
 from conftest import make_kanji
 from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ganji.cli import main
 from ganji.data import folder_import
 from ganji.runtime.checkpoint import load_checkpoint
 from ganji.train.start import train
@@ -66,10 +65,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def home(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This test's own copy of the trained home, set as $GANJI_HOME."""
-    copy = tmp_path / "home"
-    shutil.copytree(world, copy)
-    monkeypatch.setenv("GANJI_HOME", str(copy))
-    return copy
+    return own_home(world, tmp_path, monkeypatch)
 
 
 def run_dir(home: Path, model: str = "vae", name: str = "r") -> Path:
@@ -94,46 +90,6 @@ def ganji(home: Path, *args: str, env: dict[str, str] | None = None, file_size_l
     command = ["-m", "ganji"] if file_size_limit is None else ["-c", LIMITED, str(file_size_limit)]
     proc = subprocess.run([sys.executable, *command, *args], env=full_env, capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `ganji ARGS` in-process; an escaping exception fails the test."""
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(result: tuple[int, str, str], *needles: str) -> str:
-    """The command failed (exit != 0) with exactly one line, `error: ...`, containing every needle."""
-    code, out, err = result
-    assert "Traceback" not in out + err, out + err
-    assert code != 0, out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-def succeeded(result: tuple[int, str, str]) -> tuple[str, str]:
-    code, out, err = result
-    assert code == 0 and "Traceback" not in out + err, out + err
-    return out, err
-
-
-def tree(*roots: Path) -> dict[str, str]:
-    """sha256 of every file under the roots (a file root counts too), keyed by path."""
-    found: dict[str, str] = {}
-    for root in roots:
-        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for p in paths:
-            found[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return found
 
 
 def no_temp_files(root: Path) -> None:

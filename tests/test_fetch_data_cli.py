@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import cli
 from conftest import make_kanji
 from PIL import Image
 
-from ganji.cli import main
 from ganji.data import prepare
 from ganji.data.store import dataset_path, load_dataset
 from ganji.errors import GanjiError
@@ -24,17 +24,6 @@ def ganji(home: Path, *args: str) -> subprocess.CompletedProcess:
     """`python -m ganji ...` in a subprocess: the real entry point, tracebacks and all."""
     env = {**os.environ, "GANJI_HOME": str(home), "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "ganji", *args], env=env, capture_output=True, text=True, timeout=120)
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `ganji ARGS` run in-process."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_line_error(err: str) -> str:

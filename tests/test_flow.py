@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from ganji.errors import GanjiError
 from ganji.recipes import SamplerChoice, spec
-from ganji.recipes.flow import TIME_SCALE, euler_sample, heun_sample, interpolate_path, sample_time
+from ganji.recipes.flow import T_MIN, TIME_SCALE, euler_sample, heun_sample, interpolate_path, sample_time, velocity_from_x0
 from ganji.sampling import load_model
 from ganji.train.start import train
 
@@ -97,6 +97,18 @@ def load_recipe():
     return spec("flow").recipe_class()(cfg, 16, 1, 10, choose_precision(spec("flow").bf16, torch.device("cpu")))
 
 
+def test_the_true_clean_image_reads_as_the_true_velocity() -> None:
+    """x0 prediction ([JiT]): x̂_0 = x_0 gives v = (x_t - x_0) / t = ε - x_0 wherever t >= T_MIN."""
+    x0, noise = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    t = torch.tensor([T_MIN, 0.3, 1.0])
+    assert torch.allclose(velocity_from_x0(x0, interpolate_path(x0, noise, t), t), noise - x0, atol=1e-5)
+    tiny = torch.tensor([0.0, 1e-4, T_MIN / 2])  # training caps the 1/t: finite even at t = 0
+    assert torch.isfinite(velocity_from_x0(x0, interpolate_path(x0, noise, tiny), tiny)).all()
+    small = torch.tensor([T_MIN / 2] * 3)  # sampling does not: a step from t to 0 lands on x̂_0
+    x_t = interpolate_path(x0, noise, small)
+    assert torch.allclose(x_t - small[0] * velocity_from_x0(x0, x_t, small, t_min=1e-6), x0, atol=1e-5)
+
+
 # -- training -------------------------------------------------------------------------------------
 
 
@@ -107,6 +119,20 @@ def test_flow_learns(tmp_path: Path) -> None:
     result = train(home, "flow", given, run_name="learn")
     losses = [json.loads(line)["loss"] for line in result.run.metrics_path.read_text().splitlines()]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_x0_prediction_learns_and_samples(tmp_path: Path) -> None:
+    """--prediction x0 trains on the same velocity loss, halves it in a short run, and samples images."""
+    home = tmp_path / "home"
+    make_kanji(home, name="kanji16", size=16, limit=64)
+    given = {**TINY, "epochs": 100, "max_steps": 160, "log_every": 20, "lr": 2e-3, "options": {"base_width": 16, "prediction": "x0"}}
+    result = train(home, "flow", given, run_name="x0")
+    losses = [json.loads(line)["loss"] for line in result.run.metrics_path.read_text().splitlines()]
+    assert losses[-1] < 0.5 * losses[0], losses
+    loaded = load_model(home, "flow", "x0")
+    assert "x0 prediction" in loaded.recipe.describe(loaded.recipe.cfg.options)
+    images = sample_images(loaded, 4, seed=0, sampler="heun", steps=4)
+    assert images.shape == (4, 1, 16, 16) and images.float().std() > 0
 
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
@@ -176,3 +202,5 @@ def test_bad_input_is_one_line(trained: Path, tmp_path: Path, args: tuple[str, .
 def test_options_check_themselves() -> None:
     with pytest.raises(GanjiError, match="--time-sampling"):
         spec("flow").config(options={"time_sampling": "nope"})
+    with pytest.raises(GanjiError, match="--prediction"):
+        spec("flow").config(options={"prediction": "eps"})

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_bad_input import cli, one_line_error, succeeded  # noqa: F401 (shared with the bad-input suite)
+from cli_support import cli, one_line_error, succeeded  # noqa: F401 (re-exported to test_hardening_*)
 
 from ganji.cli import main
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from quiz_support import copy_world, synthetic_session
-from test_bad_input import cli, one_line_error, succeeded
+from cli_support import cli, one_line_error, succeeded
 
 from ganji.quiz.session import load_session, session_folders
 

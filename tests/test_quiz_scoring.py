@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from quiz_support import GAN, VAE, synthetic_session
 from rich.console import Console
-from test_bad_input import cli, one_line_error, succeeded
+from cli_support import cli, one_line_error, succeeded
 
 from ganji.quiz.deck import REAL_SOURCE
 from ganji.quiz.scoring import Rate, bootstrap_interval, run_fool_rates, score

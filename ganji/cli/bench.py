@@ -246,12 +246,20 @@ def bench_fid_command(
 
 
 def _int_list(text: str, what: str) -> list[int]:
+    return _number_list(text, what, int)
+
+
+def _float_list(text: str, what: str) -> list[float]:
+    return _number_list(text, what, float)
+
+
+def _number_list(text: str, what: str, kind: type) -> list:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
     if not values:
-        raise GanjiError(f"{what} takes comma-separated whole numbers (got {text!r})")
+        raise GanjiError(f"{what} takes comma-separated {'whole numbers' if kind is int else 'numbers'} (got {text!r})")
     return values
 
 
@@ -314,6 +322,52 @@ def bench_peer_command(
             mean_ours, mean_theirs = sum(ours) / len(ours), sum(theirs) / len(theirs)
             console.print(f"mean FID over {len(ours)} seed(s): ganji {model} {mean_ours:,.1f}, peer dim {dim} {mean_theirs:,.1f} "
                           f"(ours is {mean_ours / mean_theirs:.2f}x the peer's)")
+
+
+@bench_app.command("trace")
+def bench_trace_command(
+    n: Annotated[int, typer.Option("--n", help="Glyphs traced per setting (a fixed sample of the dataset).")] = 100,
+    thresholds: Annotated[str, typer.Option(help="Comma-separated ink thresholds (grey level 0-1 of the upscaled glyph).")] = "0.4,0.5,0.6",
+    upscales: Annotated[str, typer.Option(help="Comma-separated upscaling factors before tracing.")] = "1,2,4,8",
+    alphamax: Annotated[str, typer.Option(help="Comma-separated potrace corner thresholds (0 = corners, 1.33 = curves).")] = "0.5,1.0,1.3",
+    dataset: Annotated[str, typer.Option(help="Prepared dataset whose real kanji are traced.")] = "kanji",
+    from_images: Annotated[Path | None, typer.Option("--from-images", help="Trace this folder's glyph images instead (at the dataset's size).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per setting).")] = False,
+    home: HomeOption = None,
+) -> None:
+    """How faithfully `ganji font` traces glyphs: each setting's font rendered back and compared with
+    the images it came from (ink IoU, grey error), with its outline size and time per glyph."""
+    from ganji.data.store import load_dataset
+    from ganji.font.make import folder_source
+    from ganji.font.trace import require_potrace
+    from ganji.home import resolve_home
+    from ganji.metrics.protocol import reference_rows
+    from ganji.perf.trace_bench import bench_trace
+
+    if n < 1:
+        raise GanjiError(f"--n must be at least 1 (got {n})")
+    grid = (_float_list(thresholds, "--thresholds"), _int_list(upscales, "--upscales"), _float_list(alphamax, "--alphamax"))
+    require_potrace()
+    data = load_dataset(resolve_home(home), dataset)
+    if from_images is not None:
+        images = folder_source(from_images, data, limit=n).images
+    else:
+        images = data.images[reference_rows(len(data), n)].numpy()
+    total = len(grid[0]) * len(grid[1]) * len(grid[2])
+    with err_console.status(f"tracing {len(images)} glyphs x {total} settings..."):
+        rows = bench_trace(images, *grid)
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(r) for r in rows]))
+        return
+    table = Table(title=f"tracing {len(images)} glyphs of {from_images or dataset} ({images.shape[-1]} px), rendered back by FreeType")
+    for col in ("threshold", "upscale", "alphamax", "ink IoU", "grey error", "segments / glyph", "ms / glyph"):
+        table.add_column(col, justify="right")
+    best = max(rows, key=lambda r: r.iou)
+    for r in rows:
+        table.add_row(f"{r.threshold:g}", str(r.upscale), f"{r.alphamax:g}", f"{r.iou:.4f}", f"{r.grey_error:.4f}", f"{r.segments:.1f}",
+                      f"{r.ms_per_glyph:.1f}", style="bold" if r is best else None)
+    console.print(table)
+    console.print(f"best ink IoU: --threshold {best.threshold:g} --upscale {best.upscale} --alphamax {best.alphamax:g} ({best.iou:.4f})")
 
 
 def torch_version() -> str:

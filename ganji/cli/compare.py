@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ganji.cli import app
 from ganji.cli.options import SAMPLERS_HELP, HomeOption
+from ganji.cli.output import stage_progress
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
@@ -113,12 +113,7 @@ def compare_command(
     if not present:
         raise GanjiError("no trained runs to compare: run `ganji compare --train quick` (or `ganji train MODEL`) first")
 
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=err_console, disable=quiet)
-
-    def track(description: str, total: int):
-        task = progress.add_task(description, total=total)
-        return lambda k: progress.advance(task, k)
+    progress, track = stage_progress(quiet)
 
     with progress:
         rows, pictures = measure(root, present, extractor, n, sampler=sampler, steps=steps, seed=seed, device=device, track=track)

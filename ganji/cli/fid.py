@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ganji.cli import app
 from ganji.cli.options import DEFAULT_SAMPLERS, SAMPLERS_HELP, HomeOption, Model, complete_dataset, complete_run
+from ganji.cli.output import stage_progress
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
@@ -111,14 +111,7 @@ def fid_command(
         models = [model.value] if model is not None else []
     extractor = load_extractor(features, resolve_device(device), cache_dir(root), inception_weights)
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err_console, disable=quiet, transient=False,
-    )
-
-    def track(description: str, total: int):
-        task = progress.add_task(description, total=total)
-        return lambda k: progress.advance(task, k)
+    progress, track = stage_progress(quiet)
 
     scores = []
     with progress:

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ganji.console import console, err_console
+from ganji.cli.output import stage_progress
+from ganji.console import console
 
 RESULTS_FILE = "conditioning.json"  # in the run folder: the latest measurement
 
@@ -24,8 +24,7 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         from ganji.images import image_format
 
         image_format(picture)  # a bad name fails before minutes of sampling
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=err_console, disable=quiet)
+    progress, _ = stage_progress(quiet)
     with progress:
         task = progress.add_task(f"requests to {model}", total=None)
         score, extra = evaluate_conditioning(home, model, run, per_request=per_request, guidance=guidance, seed=seed, sampler=sampler,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ganji.cli import app
 from ganji.cli.options import SAMPLERS_HELP, HomeOption
+from ganji.cli.output import stage_progress
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
@@ -118,8 +119,6 @@ def quiz_command(
 def _new_session(root: Path, models: list[str], runs: str | None, images: Path | None, dataset: str | None, n: int, seed: int,
                  sampler: str | None, steps: int | None, device: str, reader: str | None, quiet: bool) -> Session:
     """Draw, shuffle and save a new deck (the models' samples drawn with a progress bar)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ganji.cli.compare import parse_runs
     from ganji.quiz.deck import check_deck_size
     from ganji.runtime.config import MAX_SEED
@@ -138,12 +137,7 @@ def _new_session(root: Path, models: list[str], runs: str | None, images: Path |
     from ganji.quiz.session import create_session
     from ganji.quiz.sources import draw_deck
 
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console, disable=quiet)
-
-    def track(description: str, total: int):
-        task = progress.add_task(description, total=total)
-        return lambda k: progress.advance(task, k)
+    progress, track = stage_progress(quiet, remaining=False)
 
     with progress:
         drawn = draw_deck(root, sources, n, seed, dataset=dataset, sampler=sampler, steps=steps, device=device, track=track)

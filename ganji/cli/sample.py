@@ -11,37 +11,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ganji.cli import app
 from ganji.cli.options import DEFAULT_SAMPLERS, SAMPLERS_HELP, HomeOption, Model, complete_run
+from ganji.cli.output import writable_target
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
 from ganji.recipes.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS
-
-
-def _writable_target(path: Path, what: str) -> Path:
-    """Create the missing folder; a clear error if it cannot be written, or if a grid's name asks for
-    no image format or names something that is not a regular file (a device, a FIFO): all before
-    any sampling, and before anything is created."""
-    from ganji.atomic import check_replaceable
-    from ganji.images import image_format
-
-    if what == "file":
-        image_format(path)
-        if not path.is_dir():  # a folder gets its own hint below
-            check_replaceable(path)
-    folder = path if what == "folder" else path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GanjiError(f"cannot create {folder}: {exc.strerror}") from None
-    if not folder.is_dir():
-        raise GanjiError(f"{folder} is not a folder")
-    if what == "file" and path.is_dir():
-        raise GanjiError(f"{path} is a folder: give the grid a file name, such as {path / 'samples.png'}")
-    import os
-
-    if not os.access(folder, os.W_OK):
-        raise GanjiError(f"{folder} is not writable")
-    return path
 
 
 @app.command("sample")
@@ -75,9 +49,9 @@ def sample_command(
     if output is None and out_dir is None:
         output = Path("samples.png")
     if output is not None:
-        _writable_target(output, "file")
+        writable_target(output, "file")
     if out_dir is not None:
-        _writable_target(out_dir, "folder")
+        writable_target(out_dir, "folder")
     if best and checkpoint is not None:
         raise GanjiError("--best picks a run's checkpoint: leave out --checkpoint")
     loaded = load_model(resolve_home(home), model.value, run, checkpoint, device, best=best)

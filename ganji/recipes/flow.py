@@ -8,6 +8,8 @@ References:
         Synthesis", arXiv:2403.03206 (logit-normal t, §3.1)
   [EDM] Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models",
         arXiv:2206.00364 (Heun's method, Algorithm 1)
+  [JiT] Li & He 2025, "Back to Basics: Let Denoising Generative Models Denoise", arXiv:2511.13720
+        (x-prediction with the velocity loss, §4)
 
 Notation: x_0 a real image in [-1, 1], ε ~ N(0, I), t ∈ [0, 1] (0 = data, 1 = noise).
   x_t = (1 - t) x_0 + t ε                      the straight path between them ([RF] eq. 1)
@@ -15,6 +17,9 @@ Notation: x_0 a real image in [-1, 1], ε ~ N(0, I), t ∈ [0, 1] (0 = data, 1 =
   loss ‖v_θ(x_t, t) - (ε - x_0)‖²              conditional flow matching ([FM] eq. 23 with σ_min = 0)
   t ~ logit-normal(0, 1): t = sigmoid(n), n ~ N(0, 1) (more training where the path is hardest,
       [SD3]), or t ~ U(0, 1) (`--time-sampling uniform`, as in [RF]).
+  `--prediction x0`: the network outputs the clean image x̂_0 instead ([JiT]), read as the velocity
+      v_θ = (x_t - x̂_0) / t (on the path, v = (x_t - x_0) / t; t clamped to T_MIN in training), and
+      trained with the same loss on it: the network only has to draw kanji (mostly paper), not noise.
 Sampling integrates dx/dt = v_θ(x, t) from x_1 ~ N(0, I) at t = 1 down to t = 0 on `steps` equal
 steps: `euler` (one network call per step) or `heun` (Heun's second-order method, [EDM]
 Algorithm 1: two calls per step, one on the last). Both are deterministic, so nearby
@@ -37,6 +42,7 @@ from ganji.recipes.registry import DEFAULT_SAMPLER_STEPS, FlowOptions, SamplerCh
 from ganji.recipes.unet_recipe import UNetRecipe
 
 TIME_SCALE = 1000.0
+T_MIN = 0.05  # x0 prediction: the velocity's 1/t is capped here ([JiT] clips the same way)
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t (N,) in [0, 1]) -> v_θ(x_t, t)
 
@@ -100,6 +106,15 @@ def heun_sample(velocity: Velocity, x1: torch.Tensor, steps: int, on_step: Calla
     return x
 
 
+def velocity_from_x0(x0_hat: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, t_min: float = T_MIN) -> torch.Tensor:
+    """v = (x_t - x̂_0) / t, t (N,) clamped to `t_min` ([JiT] §4: x-prediction read as a velocity).
+
+    The clamp is for training, where t can come arbitrarily close to 0. Sampling divides by the true
+    t (never 0 there: the last step evaluates at t = 1/steps), so that an Euler step from t to 0
+    lands exactly on x̂_0; clamped, a step from t < T_MIN would keep part of the noise."""
+    return (x_t - x0_hat) / t.clamp_min(t_min).reshape(-1, 1, 1, 1).to(x_t.dtype)
+
+
 def _full(x: torch.Tensor, t: float) -> torch.Tensor:
     return torch.full((x.shape[0],), t, dtype=torch.float32, device=x.device)
 
@@ -116,14 +131,19 @@ class FlowRecipe(UNetRecipe):
         cond = self.training_condition(labels)
         with self.precision.autocast():
             pred = self._forward(x_t, t * TIME_SCALE) if cond is None else self._forward(x_t, t * TIME_SCALE, cond)
-        loss = F.mse_loss(pred.float(), noise - x)
+        pred = pred.float() if o.prediction == "velocity" else velocity_from_x0(pred.float(), x_t, t)
+        loss = F.mse_loss(pred, noise - x)
         self.optimise("unet", loss)
         return {"loss": loss.detach()}
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
                on_step: OnStep | None, condition: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
         sampler = sampler or SamplerChoice("euler", DEFAULT_SAMPLER_STEPS)
-        velocity = self.network_fn(net, TIME_SCALE, condition, guidance)
+        output = self.network_fn(net, TIME_SCALE, condition, guidance)
+        if self.cfg.options.prediction == "x0":  # guidance mixes x̂_0 as it would v: v is affine in x̂_0
+            velocity = lambda x, t: velocity_from_x0(output(x, t), x, t, t_min=1e-6)  # noqa: E731
+        else:
+            velocity = output
         if sampler.name == "euler":
             return euler_sample(velocity, noise, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
         if sampler.name == "heun":
@@ -138,15 +158,19 @@ class FlowRecipe(UNetRecipe):
     def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
         x = x.float().contiguous()
         logit_normal = self.cfg.options.time_sampling == "logit-normal"
+        x0_prediction = self.cfg.options.prediction == "x0"
 
         def loss(unet: nn.Module) -> torch.Tensor:
             # [FM] eq. 23 on [RF]'s straight path: ‖v_θ((1-t) x₀ + t ε, t) - (ε - x₀)‖², t = σ(n) or U(0, 1).
             t = (torch.sigmoid(torch.randn(len(x), device=x.device)) if logit_normal else torch.rand(len(x), device=x.device)).view(-1, 1, 1, 1)
             noise = torch.randn_like(x)
-            return F.mse_loss(unet((1 - t) * x + t * noise, t.flatten() * TIME_SCALE), noise - x)
+            x_t = (1 - t) * x + t * noise
+            out = unet(x_t, t.flatten() * TIME_SCALE)
+            return F.mse_loss((x_t - out) / t.clamp_min(T_MIN) if x0_prediction else out, noise - x)
 
         return self.plain_adam_step("unet", loss)
 
     @staticmethod
     def describe(o: FlowOptions) -> str:
-        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, rectified flow, {o.time_sampling} t{o.describe_condition()}"
+        target = ", x0 prediction" if o.prediction == "x0" else ""
+        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, rectified flow{target}, {o.time_sampling} t{o.describe_condition()}"
