@@ -747,3 +747,14 @@ def test_bench_trace_scores_each_setting(home: Path, capsys: pytest.CaptureFixtu
     assert rows[0]["iou"] > 0.8 and rows[0]["iou"] > rows[1]["iou"] and rows[0]["glyphs"] == 6
     one_line_error(cli(capsys, "bench", "trace", "--dataset", "kanji", "--thresholds", "half"), "--thresholds")
     one_line_error(cli(capsys, "bench", "trace", "--dataset", "kanji", "--upscales", "0"), "--upscale")
+
+
+def test_the_command_line_loads_without_torch_numpy_or_pillow() -> None:
+    """`ganji --help` and shell completion stay fast: registering every command (font's tracing
+    settings included) imports none of the heavy libraries."""
+    import subprocess
+    import sys
+
+    code = "import sys, ganji.cli; ganji.cli._register(); print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -12,7 +12,7 @@ from ganji.cli.options import DEFAULT_SAMPLERS, SAMPLERS_HELP, HomeOption, Model
 from ganji.cli.output import stage_progress, writable_target
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
-from ganji.font.trace import TraceSettings
+from ganji.font.settings import TraceSettings
 from ganji.home import resolve_home
 from ganji.recipes import spec
 from ganji.recipes.registry import DEFAULT_SAMPLER_STEPS

@@ -15,6 +15,7 @@ Stages:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganji.atomic import check_replaceable, write_atomic, write_json_atomic
+from ganji.atomic import check_replaceable, write_atomic, write_text_atomic
 from ganji.data.store import Dataset
 from ganji.errors import GanjiError
 from ganji.features.extractors import Extractor
 from ganji.font.build import FIRST_CODEPOINT, MAX_GLYPHS, FontNames, build_font, check_font, font_format, glyph_name
 from ganji.font.render import INK, ink_iou, render_glyphs, specimen
 from ganji.font.select import GlyphStats, SanityRange, choose
-from ganji.font.trace import TraceSettings, ink_area, trace_glyph
+from ganji.font.settings import TraceSettings
+from ganji.font.trace import ink_area, trace_glyph
 from ganji.metrics.protocol import Track, _no_track, dataset_features, reference_rows
 
 REAL_SAMPLE = 2000  # real kanji the sanity range is measured on
@@ -240,7 +242,8 @@ def make_font(home: Path, source: GlyphSource, dataset: Dataset, extractor: Extr
                      "features": extractor.name, "n": len(kept)},
         "glyphs": glyphs,
     }
-    write_json_atomic(plan.map_path, document)
+    # Characters as themselves (the nearest real kanji readable), not \u escapes.
+    write_text_atomic(plan.map_path, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
     if plan.also_png:
         report.files += _write_pngs(plan, codepoints, rasters, source.description)
     return report

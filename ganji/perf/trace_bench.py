@@ -20,7 +20,8 @@ import numpy as np
 
 from ganji.font.build import FontNames, build_font
 from ganji.font.render import ink_iou, render_glyphs
-from ganji.font.trace import TraceSettings, trace_glyph
+from ganji.font.settings import TraceSettings
+from ganji.font.trace import trace_glyph
 
 
 @dataclass(frozen=True)
