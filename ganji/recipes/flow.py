@@ -166,7 +166,7 @@ class FlowRecipe(UNetRecipe):
             noise = torch.randn_like(x)
             x_t = (1 - t) * x + t * noise
             out = unet(x_t, t.flatten() * TIME_SCALE)
-            return F.mse_loss((x_t - out) / t.clamp_min(T_MIN) if x0_prediction else out, noise - x)
+            return F.mse_loss(velocity_from_x0(out, x_t, t.flatten()) if x0_prediction else out, noise - x)
 
         return self.plain_adam_step("unet", loss)
 
