@@ -135,6 +135,22 @@ def test_x0_prediction_learns_and_samples(tmp_path: Path) -> None:
     assert images.shape == (4, 1, 16, 16) and images.float().std() > 0
 
 
+def test_x0_through_tanh_stays_in_the_image_range(tmp_path: Path) -> None:
+    """--prediction x0-tanh: x̂_0 = tanh(output) in [-1, 1]; a short run trains and samples."""
+    from ganji.recipes.flow import read_output
+
+    x_t, t = torch.randn(2, 1, 4, 4), torch.full((2,), 0.5)
+    huge = torch.full((2, 1, 4, 4), 50.0)  # far outside the images' range
+    assert torch.allclose(read_output(huge, x_t, t, "x0-tanh"), (x_t - 1.0) / 0.5)
+    assert torch.equal(read_output(huge, x_t, t, "velocity"), huge)
+    home = tmp_path / "home"
+    make_kanji(home, name="kanji16", size=16, limit=64)
+    train(home, "flow", {**TINY, "max_steps": 3, "options": {"base_width": 8, "prediction": "x0-tanh"}}, run_name="t")
+    loaded = load_model(home, "flow", "t")
+    assert "through tanh" in loaded.recipe.describe(loaded.recipe.cfg.options)
+    assert sample_images(loaded, 2, seed=0, sampler="heun", steps=3).shape == (2, 1, 16, 16)
+
+
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
     home = tmp_path / "home"
     make_kanji(home, name="kanji16", size=16, limit=64)

@@ -20,6 +20,8 @@ Notation: x_0 a real image in [-1, 1], ε ~ N(0, I), t ∈ [0, 1] (0 = data, 1 =
   `--prediction x0`: the network outputs the clean image x̂_0 instead ([JiT]), read as the velocity
       v_θ = (x_t - x̂_0) / t (on the path, v = (x_t - x_0) / t; t clamped to T_MIN in training), and
       trained with the same loss on it: the network only has to draw kanji (mostly paper), not noise.
+      `x0-tanh`: x̂_0 = tanh(output), so that it stays in the images' range [-1, 1] and paper can be
+      exactly paper.
 Sampling integrates dx/dt = v_θ(x, t) from x_1 ~ N(0, I) at t = 1 down to t = 0 on `steps` equal
 steps: `euler` (one network call per step) or `heun` (Heun's second-order method, [EDM]
 Algorithm 1: two calls per step, one on the last). Both are deterministic, so nearby
@@ -115,6 +117,13 @@ def velocity_from_x0(x0_hat: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, t
     return (x_t - x0_hat) / t.clamp_min(t_min).reshape(-1, 1, 1, 1).to(x_t.dtype)
 
 
+def read_output(output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction: str, t_min: float = T_MIN) -> torch.Tensor:
+    """The velocity the network's output stands for, by `--prediction` (module docstring)."""
+    if prediction == "velocity":
+        return output
+    return velocity_from_x0(torch.tanh(output) if prediction == "x0-tanh" else output, x_t, t, t_min)
+
+
 def _full(x: torch.Tensor, t: float) -> torch.Tensor:
     return torch.full((x.shape[0],), t, dtype=torch.float32, device=x.device)
 
@@ -131,19 +140,16 @@ class FlowRecipe(UNetRecipe):
         cond = self.training_condition(labels)
         with self.precision.autocast():
             pred = self._forward(x_t, t * TIME_SCALE) if cond is None else self._forward(x_t, t * TIME_SCALE, cond)
-        pred = pred.float() if o.prediction == "velocity" else velocity_from_x0(pred.float(), x_t, t)
-        loss = F.mse_loss(pred, noise - x)
+        loss = F.mse_loss(read_output(pred.float(), x_t, t, o.prediction), noise - x)
         self.optimise("unet", loss)
         return {"loss": loss.detach()}
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
                on_step: OnStep | None, condition: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
         sampler = sampler or SamplerChoice("euler", DEFAULT_SAMPLER_STEPS)
-        output = self.network_fn(net, TIME_SCALE, condition, guidance)
-        if self.cfg.options.prediction == "x0":  # guidance mixes x̂_0 as it would v: v is affine in x̂_0
-            velocity = lambda x, t: velocity_from_x0(output(x, t), x, t, t_min=1e-6)  # noqa: E731
-        else:
-            velocity = output
+        output, prediction = self.network_fn(net, TIME_SCALE, condition, guidance), self.cfg.options.prediction
+        # Guidance mixes the network's outputs (for x0, the clean images) as it would velocities.
+        velocity = output if prediction == "velocity" else lambda x, t: read_output(output(x, t), x, t, prediction, t_min=1e-6)
         if sampler.name == "euler":
             return euler_sample(velocity, noise, sampler.steps or DEFAULT_SAMPLER_STEPS, on_step)
         if sampler.name == "heun":
@@ -158,7 +164,7 @@ class FlowRecipe(UNetRecipe):
     def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
         x = x.float().contiguous()
         logit_normal = self.cfg.options.time_sampling == "logit-normal"
-        x0_prediction = self.cfg.options.prediction == "x0"
+        prediction = self.cfg.options.prediction
 
         def loss(unet: nn.Module) -> torch.Tensor:
             # [FM] eq. 23 on [RF]'s straight path: ‖v_θ((1-t) x₀ + t ε, t) - (ε - x₀)‖², t = σ(n) or U(0, 1).
@@ -166,11 +172,11 @@ class FlowRecipe(UNetRecipe):
             noise = torch.randn_like(x)
             x_t = (1 - t) * x + t * noise
             out = unet(x_t, t.flatten() * TIME_SCALE)
-            return F.mse_loss(velocity_from_x0(out, x_t, t.flatten()) if x0_prediction else out, noise - x)
+            return F.mse_loss(read_output(out, x_t, t.flatten(), prediction), noise - x)
 
         return self.plain_adam_step("unet", loss)
 
     @staticmethod
     def describe(o: FlowOptions) -> str:
-        target = ", x0 prediction" if o.prediction == "x0" else ""
+        target = {"velocity": "", "x0": ", x0 prediction", "x0-tanh": ", x0 prediction through tanh"}[o.prediction]
         return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, rectified flow{target}, {o.time_sampling} t{o.describe_condition()}"

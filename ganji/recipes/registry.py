@@ -202,15 +202,15 @@ class FlowOptions(ConditioningOptions):
     """Rectified flow on the DDPM's U-Net: velocity target ε - x_0, logit-normal t (ganji.recipes.flow)."""
 
     time_sampling: str = option("logit-normal", "Training times t.", ("logit-normal", "uniform"))
-    prediction: str = option("velocity", "What the U-Net outputs: the velocity ε - x_0, or x0, the clean image, read as the velocity (x_t - x̂_0) / t (Li & He 2025).",
-                             ("velocity", "x0"))
+    prediction: str = option("velocity", "What the U-Net outputs: the velocity ε - x_0, or x0, the clean image, read as the velocity (x_t - x̂_0) / t (Li & He 2025); x0-tanh: x0 through tanh, inside the images' range.",
+                             ("velocity", "x0", "x0-tanh"))
     attention: bool = option(False, "Self-attention after every U-Net block.")
     base_width: int = option(64, "Base width; every width scales with it (the paper's 64).")
 
     def validate(self) -> None:
         _check([
             (self.time_sampling in ("logit-normal", "uniform"), f"--time-sampling must be logit-normal or uniform (got {self.time_sampling!r})"),
-            (self.prediction in ("velocity", "x0"), f"--prediction must be velocity or x0 (got {self.prediction!r})"),
+            (self.prediction in ("velocity", "x0", "x0-tanh"), f"--prediction must be velocity, x0 or x0-tanh (got {self.prediction!r})"),
             *_unet_width_checks(self.base_width, self.attention),
             *self.conditioning_checks(),
         ])
