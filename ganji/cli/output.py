@@ -4,6 +4,7 @@ show one progress bar per stage."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -44,13 +45,13 @@ def writable_target(path: Path, what: str, image: bool = True) -> Path:
     return path
 
 
-def stage_progress(quiet: bool = False, remaining: bool = True) -> tuple[Progress, object]:
+def stage_progress(quiet: bool = False, remaining: bool = True) -> tuple[Progress, Callable[[str, int], Callable[[int], None]]]:
     """A rich progress display on stderr and its `track(description, total) -> advance(k)` (the
     metrics' Track): each stage of a long command adds its own bar."""
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     progress = Progress(*columns, *([TimeRemainingColumn()] if remaining else []), console=err_console, disable=quiet)
 
-    def track(description: str, total: int):  # noqa: ANN202 - Track
+    def track(description: str, total: int) -> Callable[[int], None]:
         task = progress.add_task(description, total=total)
         return lambda k: progress.advance(task, k)
 
