@@ -315,3 +315,15 @@ def generate(
         if on_batch is not None:
             on_batch(chunk.shape[0])
     return torch.cat(out)[: noise.shape[0]]
+
+
+def generate_tracked(loaded: LoadedModel, request: SampleRequest, track: Callable[[str, int], Callable[[int], None]],
+                     label: str) -> torch.Tensor:
+    """`generate`, reported to one progress bar `label` (a metrics Track) counted in network calls x
+    images: per batch for one-pass models, per network call for iterative samplers."""
+    calls = loaded.recipe.model_calls(request.sampler)
+    advance = track(label, request.images * calls)
+    if calls > 1:
+        batch = min(request.batch_size, request.images)
+        return generate(loaded, request, on_step=lambda _i: advance(batch))
+    return generate(loaded, request, on_batch=advance)

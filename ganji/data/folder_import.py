@@ -323,6 +323,19 @@ def ink_is_dark(chw: np.ndarray) -> bool:
     return float(border.mean()) > 127.5
 
 
+def check_image_source(source: Path, option: str) -> Path:
+    """`source` if it is a folder (or a symlink to one) or a regular file such as a zip; a one-line
+    error naming the command's `option` if it is missing or anything else (a device, a FIFO...)."""
+    from ganji.atomic import file_kind
+
+    if not source.exists():
+        raise GanjiError(f"{option}: {source} does not exist")
+    kind = file_kind(source)
+    if kind is not None and kind != "a folder" and not kind.endswith(" to a folder"):
+        raise GanjiError(f"{option}: {source} is {kind}: give a folder of images or a .zip file")
+    return source
+
+
 def import_images(
     source: Path,
     size: int,

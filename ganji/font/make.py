@@ -115,16 +115,11 @@ def candidates_needed(n: int, filtered: bool, candidates: int | None) -> int:
 def sample_source(home: Path, model: str, run: str | None, count: int, *, seed: int = 0, sampler: str | None = None,
                   steps: int | None = None, batch_size: int = 250, device: str = "auto", track: Track = _no_track) -> tuple[GlyphSource, str]:
     """`count` samples of a run (as `ganji sample` draws them), and the name of the run's dataset."""
-    from ganji.sampling import SampleRequest, generate, load_model
+    from ganji.sampling import SampleRequest, generate_tracked, load_model
 
     loaded = load_model(home, model, run, None, device)
     request = SampleRequest.resolve(loaded.spec, loaded.recipe, count, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps)
-    calls = loaded.recipe.model_calls(request.sampler)
-    advance = track(f"sampling {model}", count * calls)
-    if calls > 1:
-        images = generate(loaded, request, on_step=lambda _s: advance(min(batch_size, count)))
-    else:
-        images = generate(loaded, request, on_batch=advance)
+    images = generate_tracked(loaded, request, track, f"sampling {model}")
     sampler_name = request.sampler.label if request.sampler else None
     description = f"{model} run {loaded.run_name} (step {loaded.step}), seed {seed}" + (f", {sampler_name}" if sampler_name else "")
     meta = {"model": model, "run": loaded.run_name, "step": loaded.step, "seed": seed, "sampler": sampler_name}
@@ -135,14 +130,9 @@ def sample_source(home: Path, model: str, run: str | None, count: int, *, seed: 
 def folder_source(folder: Path, dataset: Dataset, limit: int | None = None) -> GlyphSource:
     """The images of a folder (or zip), squared and resized to the dataset's size, dark ink detected
     per image (as `ganji fid --images` reads folders)."""
-    from ganji.atomic import file_kind
-    from ganji.data.folder_import import import_images
+    from ganji.data.folder_import import check_image_source, import_images
 
-    if not Path(folder).exists():
-        raise GanjiError(f"--from-images: {folder} does not exist")
-    kind = file_kind(Path(folder))
-    if kind is not None and kind != "a folder" and not kind.endswith(" to a folder"):
-        raise GanjiError(f"--from-images: {folder} is {kind}: give a folder of images or a .zip file")
+    check_image_source(Path(folder), "--from-images")
     if Path(folder).is_file() and Path(folder).suffix.lower() != ".zip":
         raise GanjiError(f"--from-images: {folder} is a file: give a folder of images or a .zip file")
     imported = import_images(Path(folder), dataset.size, 1, invert=None, limit=limit)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-INK = 128
+from ganji.font.render import INK
+
 SPECK_PIXELS = 2  # at 32 px a real dot (丶) is 3+ pixels
 LOW_Q, HIGH_Q = 0.01, 0.99
 

@@ -162,7 +162,7 @@ def evaluate_run(
 
     `sampler`/`steps` as `SampleRequest.resolve` takes them (`strict=False`: one choice for several models)."""
     from ganji.runs import find_run
-    from ganji.sampling import SampleRequest, generate, load_model
+    from ganji.sampling import SampleRequest, generate_tracked, load_model
 
     _check_n(n)
     start = time.perf_counter()
@@ -173,12 +173,8 @@ def evaluate_run(
     dataset_name = str(loaded.meta.get("config", {}).get("dataset", "kanji"))
     dataset = load_dataset(home, dataset_name)
     calls = loaded.recipe.model_calls(request.sampler)
-    advance = track(f"sampling {model}", n * calls)
     sample_start = time.perf_counter()
-    if calls > 1:
-        images = generate(loaded, request, on_step=lambda _s: advance(min(batch_size, n)))
-    else:
-        images = generate(loaded, request, on_batch=advance)
+    images = generate_tracked(loaded, request, track, f"sampling {model}")
     sample_seconds = time.perf_counter() - sample_start  # generation only: loading is not sampling
     scores = evaluate_images(home, images, dataset, extractor, n, track, extras)
     details: dict[str, Any] = {"step": loaded.step, "seed": seed, "sample_seconds": round(sample_seconds, 3)}
@@ -196,16 +192,11 @@ def evaluate_folder(
     home: Path, folder: Path, dataset_name: str, extractor: Extractor, n: int, invert: bool | None = None, track: Track = _no_track
 ) -> Score:
     """Score the images of a folder (or zip) from anywhere against a prepared dataset."""
-    from ganji.atomic import file_kind
-    from ganji.data.folder_import import import_images
+    from ganji.data.folder_import import check_image_source, import_images
 
     _check_n(n)
     start = time.perf_counter()
-    if not Path(folder).exists():
-        raise GanjiError(f"--images: {folder} does not exist")
-    kind = file_kind(Path(folder))
-    if kind is not None and kind != "a folder" and not kind.endswith(" to a folder"):
-        raise GanjiError(f"--images: {folder} is {kind}: give a folder of images or a .zip file")
+    check_image_source(Path(folder), "--images")
     dataset = load_dataset(home, dataset_name)
     check_reference(dataset)
     imported = import_images(Path(folder), dataset.size, dataset.channels, invert=invert, limit=n)

@@ -128,17 +128,14 @@ def _from_run(home: Path, source: Source, k: int, seed: int, sampler: str | None
               track: Track) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
     """`k` samples of a run, exactly as `ganji sample` makes them (EMA weights, the quiz's seed); an
     iterative model with --sampler where it has it, else its fast sampler (as `ganji compare`)."""
-    from ganji.sampling import SampleRequest, generate, load_model
+    from ganji.sampling import SampleRequest, generate_tracked, load_model
 
     model = str(source.model)
     loaded = load_model(home, model, source.run, None, device)
     request = SampleRequest.resolve(loaded.spec, loaded.recipe, k, seed=seed, sampler=sampler, steps=steps, strict=False,
                                     fallback=spec(model).sampling.fast)
     calls = loaded.recipe.model_calls(request.sampler)
-    advance = track(f"sampling {model}", k * calls)
-    batch = min(request.batch_size, k)
-    images = generate(loaded, request, on_batch=advance if calls == 1 else None,
-                      on_step=(lambda _i: advance(batch)) if calls > 1 else None)
+    images = generate_tracked(loaded, request, track, f"sampling {model}")
     made = {"step": loaded.step, "seed": seed}
     if request.sampler is not None:
         made.update(sampler=request.sampler.name, steps=request.sampler.steps or calls)
@@ -148,14 +145,9 @@ def _from_run(home: Path, source: Source, k: int, seed: int, sampler: str | None
 def _from_folder(folder: Path, k: int, seed: int, size: int, channels: int) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
     """`k` distinct images of a folder (or zip), drawn by the seed among its first FOLDER_LIMIT, brought
     to the dataset's size and ink convention as `ganji fid --images` reads them."""
-    from ganji.atomic import file_kind
-    from ganji.data.folder_import import import_images
+    from ganji.data.folder_import import check_image_source, import_images
 
-    if not folder.exists():
-        raise GanjiError(f"--images: {folder} does not exist")
-    kind = file_kind(folder)
-    if kind is not None and kind != "a folder" and not kind.endswith(" to a folder"):
-        raise GanjiError(f"--images: {folder} is {kind}: give a folder of images or a .zip file")
+    check_image_source(folder, "--images")
     imported = import_images(folder, size, channels, invert=None, limit=FOLDER_LIMIT)
     if len(imported.images) < k:
         raise GanjiError(f"--images: {folder} has {len(imported.images)} usable images, fewer than its {k} cards (use a smaller --n)")
