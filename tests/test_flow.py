@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from ganji.errors import GanjiError
 from ganji.recipes import SamplerChoice, spec
-from ganji.recipes.flow import T_MIN, TIME_SCALE, euler_sample, heun_sample, interpolate_path, sample_time, velocity_from_x0
+from ganji.recipes.flow import T_MIN, TIME_SCALE, euler_sample, heun_sample, interpolate_path, sample_time, velocity_from_x0, widen_edges
 from ganji.sampling import load_model
 from ganji.train.start import train
 
@@ -151,6 +151,35 @@ def test_x0_through_tanh_stays_in_the_image_range(tmp_path: Path) -> None:
     assert sample_images(loaded, 2, seed=0, sampler="heun", steps=3).shape == (2, 1, 16, 16)
 
 
+def test_the_edge_margin_moves_only_exact_paper_and_ink() -> None:
+    """--edge-margin m: -1 -> -1 - m and +1 -> 1 + m, everything between unchanged; m = 0 is the identity."""
+    x = torch.tensor([-1.0, -0.999, 0.0, 0.5, 0.999, 1.0]).reshape(1, 1, 2, 3)
+    assert torch.equal(widen_edges(x, 0.0), x)
+    assert torch.equal(widen_edges(x, 0.25).flatten(), torch.tensor([-1.25, -0.999, 0.0, 0.5, 0.999, 1.25]))
+
+
+def test_the_edge_margin_turns_near_misses_into_exact_paper() -> None:
+    """Why the margin: a sample within m of where paper was trained quantises to exactly paper (0),
+    where the same miss around -1 leaves grey (the clamp only removes misses below -1)."""
+    from ganji.images import to_uint8
+
+    real = torch.tensor([-1.0, -1.0, 1.0, 0.2]).reshape(1, 1, 2, 2)
+    miss = torch.tensor([0.2, -0.2, 0.1, 0.0]).reshape(1, 1, 2, 2)  # within the margin, both ways
+    plain, widened = to_uint8(real + miss), to_uint8(widen_edges(real, 0.25) + miss)
+    assert plain.flatten().tolist()[0] > 0  # grey where paper was meant
+    assert torch.equal(widened, to_uint8(real))
+
+
+def test_edge_margin_trains_and_samples(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    make_kanji(home, name="kanji16", size=16, limit=64)
+    train(home, "flow", {**TINY, "max_steps": 3, "options": {"base_width": 8, "edge_margin": 0.25}}, run_name="m")
+    loaded = load_model(home, "flow", "m")
+    assert loaded.recipe.cfg.options.edge_margin == 0.25
+    assert "edge margin 0.25" in loaded.recipe.describe(loaded.recipe.cfg.options)
+    assert sample_images(loaded, 2, seed=0, sampler="heun", steps=3).shape == (2, 1, 16, 16)
+
+
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
     home = tmp_path / "home"
     make_kanji(home, name="kanji16", size=16, limit=64)
@@ -220,3 +249,7 @@ def test_options_check_themselves() -> None:
         spec("flow").config(options={"time_sampling": "nope"})
     with pytest.raises(GanjiError, match="--prediction"):
         spec("flow").config(options={"prediction": "eps"})
+    with pytest.raises(GanjiError, match="--edge-margin must be in"):
+        spec("flow").config(options={"edge_margin": -0.1})
+    with pytest.raises(GanjiError, match="--edge-margin needs --prediction velocity or x0"):
+        spec("flow").config(options={"edge_margin": 0.2, "prediction": "x0-tanh"})

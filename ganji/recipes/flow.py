@@ -8,6 +8,7 @@ References:
         Synthesis", arXiv:2403.03206 (logit-normal t, §3.1)
   [EDM] Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models",
         arXiv:2206.00364 (Heun's method, Algorithm 1)
+  [DDPM] Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models", arXiv:2006.11239
   [JiT] Li & He 2025, "Back to Basics: Let Denoising Generative Models Denoise", arXiv:2511.13720
         (x-prediction with the velocity loss, §4)
 
@@ -22,6 +23,11 @@ Notation: x_0 a real image in [-1, 1], ε ~ N(0, I), t ∈ [0, 1] (0 = data, 1 =
       trained with the same loss on it: the network only has to draw kanji (mostly paper), not noise.
       `x0-tanh`: x̂_0 = tanh(output), so that it stays in the images' range [-1, 1] and paper can be
       exactly paper.
+  `--edge-margin m`: the images' two exact values, paper (-1) and full ink (+1), are trained at
+      -1 - m and +1 + m, the rest unchanged (the edge bins of [DDPM]'s discrete decoder, §3.3, which
+      reach to ±∞, in the same spirit). Sampling already clamps to [-1, 1] before quantising, so a
+      sample that lands within m of where paper was trained is exactly paper: without it, a velocity
+      slightly off leaves faint grey on much of the paper (README, "What we tried").
 Sampling integrates dx/dt = v_θ(x, t) from x_1 ~ N(0, I) at t = 1 down to t = 0 on `steps` equal
 steps: `euler` (one network call per step) or `heun` (Heun's second-order method, [EDM]
 Algorithm 1: two calls per step, one on the last). Both are deterministic, so nearby
@@ -56,6 +62,13 @@ def sample_time(n: int, kind: str, device: torch.device) -> torch.Tensor:
     if kind == "uniform":
         return torch.rand(n, device=device)
     raise ValueError(f"unknown time sampling {kind!r}")
+
+
+def widen_edges(x0: torch.Tensor, margin: float) -> torch.Tensor:
+    """x_0 with exact paper (-1) moved to -1 - margin and exact ink (+1) to 1 + margin (`--edge-margin`)."""
+    if margin == 0:
+        return x0
+    return x0 + margin * ((x0 >= 1).to(x0.dtype) - (x0 <= -1).to(x0.dtype))
 
 
 def interpolate_path(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -136,6 +149,7 @@ class FlowRecipe(UNetRecipe):
         # t and ε for the global batch, this rank's slice (see ganji.runtime.distributed).
         t = self.world.draw(x.shape[0], lambda m: sample_time(m, o.time_sampling, self.device))
         noise = self.draw_noise(x)
+        x = widen_edges(x, o.edge_margin)
         x_t = interpolate_path(x, noise, t)
         cond = self.training_condition(labels)
         with self.precision.autocast():
@@ -164,19 +178,21 @@ class FlowRecipe(UNetRecipe):
     def plain_eager_step(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
         x = x.float().contiguous()
         logit_normal = self.cfg.options.time_sampling == "logit-normal"
-        prediction = self.cfg.options.prediction
+        prediction, margin = self.cfg.options.prediction, self.cfg.options.edge_margin
 
         def loss(unet: nn.Module) -> torch.Tensor:
             # [FM] eq. 23 on [RF]'s straight path: ‖v_θ((1-t) x₀ + t ε, t) - (ε - x₀)‖², t = σ(n) or U(0, 1).
             t = (torch.sigmoid(torch.randn(len(x), device=x.device)) if logit_normal else torch.rand(len(x), device=x.device)).view(-1, 1, 1, 1)
             noise = torch.randn_like(x)
-            x_t = (1 - t) * x + t * noise
+            x0 = widen_edges(x, margin)
+            x_t = (1 - t) * x0 + t * noise
             out = unet(x_t, t.flatten() * TIME_SCALE)
-            return F.mse_loss(read_output(out, x_t, t.flatten(), prediction), noise - x)
+            return F.mse_loss(read_output(out, x_t, t.flatten(), prediction), noise - x0)
 
         return self.plain_adam_step("unet", loss)
 
     @staticmethod
     def describe(o: FlowOptions) -> str:
         target = {"velocity": "", "x0": ", x0 prediction", "x0-tanh": ", x0 prediction through tanh"}[o.prediction]
-        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, rectified flow{target}, {o.time_sampling} t{o.describe_condition()}"
+        margin = f", edge margin {o.edge_margin:g}" if o.edge_margin else ""
+        return f"U-Net width {o.base_width}{' + attention' if o.attention else ''}, rectified flow{target}, {o.time_sampling} t{margin}{o.describe_condition()}"
