@@ -32,6 +32,9 @@ def test_shipped_weights_are_pinned_and_validated(recogniser, tmp_path: Path) ->
     # hit rate is read against.
     assert v["held_out_font"]["precision"] >= 0.9 and v["held_out_font"]["recall"] >= 0.9
     assert v["held_out_characters_train_fonts"]["precision"] >= 0.8 and v["held_out_characters_train_fonts"]["recall"] >= 0.7
+    # Made-up kanji (one held-out kanji's first part with another's second): new combinations.
+    made_up = v["made_up_of_held_out_characters"]
+    assert made_up["precision"] >= 0.8 and made_up["recall"] >= 0.8 and made_up["all_keys_found"] >= 0.7
     damaged = tmp_path / "component_net.safetensors"
     damaged.write_bytes(COMPONENT_NET_PATH.read_bytes()[:-1] + b"\0")
     with pytest.raises(GanjiError, match="not the pinned"):
@@ -98,6 +101,24 @@ def test_request_suite_and_scores(recogniser) -> None:
     good = score_requests(suite, obedient, recogniser, feats, dataset_feats, labels, vocab, 4, 3.0)
     bad = score_requests(suite, stubborn, recogniser, feats, dataset_feats, labels, vocab, 4, 3.0)
     assert all(s.hit_rate == 1.0 for s in good.requests) and all(s.hit_rate == 0.0 for s in bad.requests)
+    # Unasked (guidance 0), the obedient generator draws 休: no request's keys, so its chance is 0.
+    assert all(s.chance == 0.0 for s in good.requests) and good.by_kind()["single"]["chance"] == 0.0
+
+    def water_anyway(keys, n, seed):
+        return real[3:4].expand(n, -1, -1, -1).clone()  # 湖 asked or not: 氵 by chance, every time
+
+    lucky = score_requests(suite, water_anyway, recogniser, feats, dataset_feats, labels, vocab, 4, 3.0)
+    assert [s.chance for s in lucky.requests] == [0.0, 1.0] and [s.hit_rate for s in lucky.requests] == [0.0, 1.0]
+
+    # A copier of dataset row 1 (labelled 木:left + 寸:right above): its nearest real kanji is that
+    # row, so "nearest has" is 1 for the pair, asked or not.
+    row_one = render(chr(0x4E01))
+
+    def copier(keys, n, seed):
+        return row_one.expand(n, -1, -1, -1).clone()
+
+    copied = score_requests(suite[:1], copier, recogniser, feats, dataset_feats, labels, vocab, 4, 3.0)
+    assert copied.requests[0].nearest_has == 1.0 and copied.requests[0].nearest_chance == 1.0 and copied.requests[0].nearest == [1] * 4
     assert all(s.novelty == 1.0 for s in good.requests)  # 村 and 湖 are not in the "dataset"
     assert good.fid_conditioned is not None and good.real_n > 0
     assert good.by_kind()["existing"]["hit_rate"] == 1.0 and bad.by_kind()["single"]["hit_rate"] == 0.0

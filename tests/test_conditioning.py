@@ -81,11 +81,20 @@ def test_null_label_is_the_unconditional_network() -> None:
     assert torch.equal(net(x, t), net(x, t, torch.zeros(3, 5)))  # no biases: y = 0 adds exactly zero
     assert not torch.allclose(net(x, t), net(x, t, torch.eye(5)[:3]))
     assert all(m.bias is None for m in net.condition if isinstance(m, torch.nn.Linear))
+    blocks = [*net.down, *net.bottleneck, *net.up]
+    assert all(block.film is not None and block.film.bias is None for block in blocks)
+    # FiLM starts as the identity; trained, it scales and shifts, and still not for the null label.
+    before = net(x, t, torch.eye(5)[:3])
+    with torch.no_grad():
+        for block in blocks:
+            block.film.weight.normal_()
+    assert torch.equal(net(x, t), net(x, t, torch.zeros(3, 5)))
+    assert not torch.allclose(before, net(x, t, torch.eye(5)[:3]))
     torch.manual_seed(0)
     plain = UNet(UNetConfig(image_size=16, base_width=4))
     assert not hasattr(plain, "condition")  # the paper's U-Net has no conditioning module
     # The conditioning layers are made last: from one seed every other weight is the paper's U-Net's.
-    mine = {k: v for k, v in net.state_dict().items() if not k.startswith("condition.")}
+    mine = {k: v for k, v in net.state_dict().items() if not k.startswith("condition.") and ".film." not in k}
     assert mine.keys() == plain.state_dict().keys() and all(torch.equal(v, plain.state_dict()[k]) for k, v in mine.items())
 
 

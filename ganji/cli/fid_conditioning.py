@@ -37,20 +37,26 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
 
         dataset = extra["dataset"]
         rows = [(f"{s.request.label} ({s.request.kind}{', like ' + s.request.example if s.request.example else ''}): "
-                 f"hit {100 * s.hit_rate:.0f}%", extra["samples"][s.request.keys], dataset.images[s.nearest])
+                 f"hit {100 * s.hit_rate:.0f}% (unasked {100 * s.chance:.0f}%)", extra["samples"][s.request.keys], dataset.images[s.nearest])
                 for s in score.requests if s.request.kind != "single"]
         conditioning_figure(rows, picture)
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     table = Table(title=f"{model} run {extra['run'].name}: component requests, guidance {score.guidance:g}, {per_request} samples each")
-    for col in ("request", "kind", "like", "hit rate", "novel"):
-        table.add_column(col, justify="right" if col in ("hit rate", "novel") else "left")
+    numbers = ("hit rate", "unasked", "nearest has", "unasked ", "novel")
+    for col in ("request", "kind", "like", *numbers):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for s in score.requests:
-        table.add_row(s.request.label, s.request.kind, s.request.example, f"{100 * s.hit_rate:.0f}%", f"{100 * s.novelty:.0f}%")
+        table.add_row(s.request.label, s.request.kind, s.request.example,
+                      *(f"{100 * v:.0f}%" for v in (s.hit_rate, s.chance, s.nearest_has, s.nearest_chance, s.novelty)))
     console.print(table)
+    console.print("hit rate: ComponentNet finds every asked-for key; nearest has: the sample's nearest real kanji has them; "
+                  "unasked: the same for the model's unconditional samples (guidance 0)")
     for kind, v in score.by_kind().items():
-        console.print(f"{kind}: hit rate {100 * v['hit_rate']:.1f}%, novelty {100 * v['novelty']:.1f}% over {v['requests']} requests")
+        console.print(f"{kind}: hit rate {100 * v['hit_rate']:.1f}% (unasked {100 * v['chance']:.1f}%), nearest has "
+                      f"{100 * v['nearest_has']:.1f}% (unasked {100 * v['nearest_chance']:.1f}%), novelty {100 * v['novelty']:.1f}% "
+                      f"over {v['requests']:.0f} requests")
     if score.fid_conditioned is not None:
         console.print(f"FID against {score.real_n} real kanji with the asked-for component: conditioned {score.fid_conditioned:.1f}, "
                       f"unconditioned (guidance 0) {score.fid_unconditioned:.1f}")

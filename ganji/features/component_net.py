@@ -4,10 +4,12 @@ It measures component-conditioned generation: a sample asked for "魚 on the lef
 right" is a hit when ComponentNet finds both keys in it. Its layers are KanjiNet's (seven conv
 layers and a 256-d feature, ganji.features.kanji_net), started from the shipped KanjiNet weights and
 trained multi-label (one sigmoid per key of a vocabulary like ganji.data.components') on real
-renderings in six fonts, the way KanjiNet itself was (the recipe, fonts and seed are in
-`python -m ganji.features.train_component_net`'s docstring). Its precision and recall on a font it
-never saw, and on characters it never saw, are stored in the weights file and printed by the
-training script: they say how far a hit rate can be trusted.
+renderings in six fonts, the way KanjiNet itself was, and on made-up kanji built from two real ones'
+parts (ganji.features.component_mix), since a request for a new pair asks for a combination no real
+kanji has (the recipe, fonts and seed are in `python -m ganji.features.train_component_net`'s
+docstring). Its precision and recall on a font it never saw, on characters it never saw and on
+made-up kanji of those, are stored in the weights file and printed by the training script: they
+say how far a hit rate can be trusted.
 
 Input: uint8 images as datasets and samplers give them (ink bright), through KanjiNet's
 `prepare_input`, the same path for real and generated images.
@@ -30,7 +32,7 @@ from ganji.features.kanji_net import KanjiNet, prepare_input
 
 COMPONENT_NET_PATH = Path(__file__).resolve().parent.parent / "assets" / "features" / "component_net.safetensors"
 # Pinned: the file made by `python -m ganji.features.train_component_net` (its docstring's command).
-COMPONENT_NET_SHA256 = "815d33870c130112a731cf784101f2315566105d19d57c413b02d24ab5caa3e7"
+COMPONENT_NET_SHA256 = "f202ecec2ae89fd5fe826ea6a9e9c64c4cb54f4be7101475a7e320de8d46e292"
 METADATA_KEY = "component_net"
 
 

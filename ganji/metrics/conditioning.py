@@ -10,6 +10,12 @@ from the dataset's labels by fixed rules (`request_suite`), so every model is as
 For each request the model draws `per_request` samples and ComponentNet (ganji.features.component_net)
 checks them:
 - hit rate: the share of samples in which every requested key is found;
+- chance: the same share among the model's unconditional samples (guidance 0), the hit rate of not
+  asking: what a request adds is its hit rate above this;
+- nearest: the share of samples whose nearest real kanji (KanjiNet features) has every requested key,
+  and its chance the same way: a looser reading than the recogniser's, that says whether a request
+  moves the samples towards real kanji built that way even where it draws a component too roughly
+  for ComponentNet to name it;
 - novelty: the share of samples that are not copies of a dataset kanji (KanjiNet features, the
   threshold of ganji.metrics.manifold.novelty);
 - FID (single-key requests pooled): the conditioned samples against as many real kanji with the same
@@ -99,9 +105,13 @@ class RequestScore:
     novelty: float
     samples: int
     nearest: list[int] = field(default_factory=list)  # dataset row of each sample's nearest real kanji
+    chance: float = 0.0  # the hit rate of the model's unconditional samples for the same keys
+    nearest_has: float = 0.0  # share of samples whose nearest real kanji has every requested key
+    nearest_chance: float = 0.0  # the same for the model's unconditional samples
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self.request), "hit_rate": self.hit_rate, "novelty": self.novelty, "samples": self.samples}
+        return {**asdict(self.request), "hit_rate": self.hit_rate, "chance": self.chance, "nearest_has": self.nearest_has,
+                "nearest_chance": self.nearest_chance, "novelty": self.novelty, "samples": self.samples}
 
 
 @dataclass
@@ -114,13 +124,14 @@ class ConditioningScore:
     real_n: int
 
     def by_kind(self) -> dict[str, dict[str, float]]:
-        """Mean hit rate and novelty per kind of request."""
+        """Mean hit rate, chance, nearest-has (and its chance) and novelty per kind of request."""
         out: dict[str, dict[str, float]] = {}
         for kind in KINDS:
             scores = [s for s in self.requests if s.request.kind == kind]
             if scores:
-                out[kind] = {"hit_rate": float(np.mean([s.hit_rate for s in scores])),
-                             "novelty": float(np.mean([s.novelty for s in scores])), "requests": len(scores)}
+                out[kind] = {name: float(np.mean([getattr(s, name) for s in scores]))
+                             for name in ("hit_rate", "chance", "nearest_has", "nearest_chance", "novelty")}
+                out[kind]["requests"] = len(scores)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -142,13 +153,20 @@ def score_requests(
     seed: int = 0,
     on_request: Callable[[Request], None] | None = None,
 ) -> ConditioningScore:
-    """Hit rate and novelty of every request, and the pooled FID of the single-key ones.
+    """Hit rate, chance and novelty of every request, and the pooled FID of the single-key ones.
 
     `generate(keys, n, seed)` draws n samples for a request (keys = () for unconditional ones),
     `features` maps uint8 images to KanjiNet features, `dataset_features` are every dataset image's.
+    The unconditional samples (as many as the single-key requests', at least 4 requests' worth) give
+    every request's chance and the FID baseline.
     """
     threshold = copy_threshold(dataset_features)
     column = {key: i for i, key in enumerate(vocabulary)}
+    labels = dataset_components.bool().numpy()
+
+    def nearest_have(rows: np.ndarray, keys: tuple[str, ...]) -> float:
+        return float(labels[rows][:, [column[k] for k in keys]].all(axis=1).mean())
+
     scores: list[RequestScore] = []
     fake_single: list[np.ndarray] = []
     real_rows: list[np.ndarray] = []
@@ -158,7 +176,7 @@ def score_requests(
         feats = features(images)
         distances, rows = nearest_neighbours(feats, dataset_features)
         scores.append(RequestScore(request, float(hits.float().mean()), float((distances >= threshold).mean()), len(images),
-                                   rows.tolist()))
+                                   rows.tolist(), nearest_has=nearest_have(rows, request.keys)))
         if request.kind == "single":
             fake_single.append(feats)
             have = np.flatnonzero(dataset_components[:, column[request.keys[0]]].bool().numpy())
@@ -166,14 +184,19 @@ def score_requests(
             real_rows.append(np.sort(pick))
         if on_request is not None:
             on_request(request)
+    plain = generate((), max(sum(len(f) for f in fake_single), 4 * per_request), seed + len(requests))
+    plain_features = features(plain)
+    plain_nearest = nearest_neighbours(plain_features, dataset_features)[1]
+    for score in scores:
+        score.chance = float(recogniser.finds_all(plain, list(score.request.keys)).float().mean())
+        score.nearest_chance = nearest_have(plain_nearest, score.request.keys)
     fid_c = fid_u = None
     real_n = 0
     if fake_single:
         real = dataset_features[np.concatenate(real_rows)]
         real_n = len(real)
         fid_c = fid_from_features(real, np.concatenate(fake_single))
-        plain = features(generate((), sum(len(f) for f in fake_single), seed + len(requests)))
-        fid_u = fid_from_features(real, plain)
+        fid_u = fid_from_features(real, plain_features)
     return ConditioningScore(guidance, per_request, scores, fid_c, fid_u, real_n)
 
 

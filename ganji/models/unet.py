@@ -10,8 +10,11 @@ self-attention (4 heads) after every down and up block (Vaswani et al. 2017).
 `condition_dim` V > 0 (not in the study) adds a conditioning input: a multi-hot vector y of V
 (component, position) keys, embedded as W₂ SiLU(W₁ y) (one learned vector per key, summed, then a
 small MLP) and added to the timestep embedding, the way class-conditional diffusion U-Nets take a
-label (Dhariwal & Nichol 2021). Both layers have no bias, so the null label y = 0 adds exactly zero:
-the unconditional model is the time embedding alone (classifier-free guidance, Ho & Salimans 2022).
+label (Dhariwal & Nichol 2021); the same embedding also scales and shifts every block's output
+channels, h <- h (1 + s(y)) + b(y) (FiLM, Perez et al. 2018; the scale-shift of Dhariwal & Nichol's
+AdaGN), because an added bias alone moved the quick model's output by about 1%. None of these layers
+has a bias, so the null label y = 0 adds exactly zero and scales by exactly one: the unconditional
+model is the time embedding alone, bit for bit (classifier-free guidance, Ho & Salimans 2022).
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
 
 
 class Block(nn.Module):
-    """Three conv3x3 + GroupNorm(4) + ReLU, plus a 1x1 conv shortcut, plus the projected embedding."""
+    """Three conv3x3 + GroupNorm(4) + ReLU, plus a 1x1 conv shortcut, plus the projected embedding;
+    after `add_film`, a condition's per-channel scale and shift of the result (module docstring)."""
 
     def __init__(self, cin: int, cout: int, time_dim: int) -> None:
         super().__init__()
@@ -66,9 +70,21 @@ class Block(nn.Module):
         self.main = nn.Sequential(*conv(cin, cin), *conv(cin, cout), *conv(cout, cout))
         self.shortcut = nn.Conv2d(cin, cout, 1)
         self.time = nn.Linear(time_dim, cout)
+        self.film: nn.Linear | None = None
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        return self.main(x) + self.shortcut(x) + self.time(emb)[:, :, None, None]
+    def add_film(self, dim: int) -> None:
+        """Condition this block: a scale and a shift per output channel from a `dim` embedding,
+        starting at zero (the identity), like adaLN-Zero (Peebles & Xie 2023)."""
+        cout = self.time.out_features
+        self.film = nn.Linear(dim, 2 * cout, bias=False)
+        nn.init.zeros_(self.film.weight)
+
+    def forward(self, x: Tensor, emb: Tensor, cond: Tensor | None = None) -> Tensor:
+        h = self.main(x) + self.shortcut(x) + self.time(emb)[:, :, None, None]
+        if cond is None or self.film is None:
+            return h
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        return h * (1 + scale) + shift
 
 
 class SelfAttention(nn.Module):
@@ -117,24 +133,29 @@ class UNet(nn.Module):
         self.up_attn = nn.ModuleList([attn(2 * b), attn(b), attn(b)])
         self.output = nn.Conv2d(b, cfg.channels, 3, padding=1)
         if cfg.condition_dim:
+            # Made last, so that from one seed every other weight is the unconditional U-Net's.
             self.condition = nn.Sequential(nn.Linear(cfg.condition_dim, T, bias=False), nn.SiLU(), nn.Linear(T, T, bias=False))
+            for block in [*self.down, *self.bottleneck, *self.up]:
+                block.add_film(T)
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         """Predicted noise ε_θ(x_t, t) (or y-conditioned ε_θ(x_t, t, y)), the same shape as x.
 
         `cond`: N x V floats, the multi-hot keys (rows of zeros: unconditional); None: unconditional."""
         emb = timestep_embedding(t, self.cfg.time_dim).to(x.dtype)
+        y = None
         if cond is not None:
-            emb = emb + self.condition(cond.to(emb.dtype))
+            y = self.condition(cond.to(emb.dtype))
+            emb = emb + y
         h = self.input(x)
         skips = [h]
         for block, attn in zip(self.down, self.down_attn):
-            h = attn(block(F.max_pool2d(h, 2), emb))
+            h = attn(block(F.max_pool2d(h, 2), emb, y))
             skips.append(h)
         skips.pop()  # the deepest output feeds the bottleneck, not a skip
         for block in self.bottleneck:
-            h = block(h, emb)
+            h = block(h, emb, y)
         for block, attn in zip(self.up, self.up_attn):
             h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=True)
-            h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+            h = attn(block(torch.cat([h, skips.pop()], dim=1), emb, y))
         return self.output(h)
