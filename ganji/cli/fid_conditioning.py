@@ -44,7 +44,7 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     table = Table(title=f"{model} run {extra['run'].name}: component requests, guidance {score.guidance:g}, {per_request} samples each")
-    numbers = ("hit rate", "unasked", "nearest has", "unasked ", "novel")
+    numbers = ("hit rate", "unasked", "nearest has", "nearest, unasked", "novel")
     for col in ("request", "kind", "like", *numbers):
         table.add_column(col, justify="right" if col in numbers else "left")
     for s in score.requests:

@@ -73,8 +73,11 @@ class ComponentRecogniser:
 
     def finds_all(self, images: Tensor, keys: list[str]) -> Tensor:
         """N booleans: whether every one of `keys` is found in each image (a hit)."""
-        columns = self.check_keys(keys)
-        return self.found(images)[:, columns].all(dim=1)
+        return self.hits(self.found(images), keys)
+
+    def hits(self, found: Tensor, keys: list[str]) -> Tensor:
+        """`finds_all` from `found(images)` already computed: images checked once, asked many ways."""
+        return found[:, self.check_keys(keys)].all(dim=1)
 
 
 def shipped_state(net: KanjiNet) -> dict[str, Tensor]:
