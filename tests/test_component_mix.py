@@ -1,4 +1,5 @@
-"""Made-up kanji for ComponentNet (ganji.features.component_mix): structure, cuts, composition, labels."""
+"""Made-up kanji (ganji.features.component_mix) for ComponentNet and for a conditional generator's
+training (`--component-mix`): structure, cuts, composition, labels, seeding."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ganji.data.render import GlyphRenderer, inspect_font
 from ganji.features.component_mix import (
     LEFT_RIGHT,
     TOP_BOTTOM,
+    MadeUpKanji,
     compose,
     cut_lines,
     mix_batch,
@@ -104,3 +106,56 @@ def test_mix_batch_labels_both_parts() -> None:
     again = mix_batch(x, rows, y, parts, cuts, pools, group, torch.from_numpy(images), 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(again[0], mixed_x) and torch.equal(again[1], mixed_y)  # seeded: the same batch again
 
+
+
+GENERATOR_CHARS = "村語湖花男国一林相銅"
+GENERATOR_VOCAB = ["木:left", "木:any", "吾:right", "吾:any", "言:left", "言:any", "氵:left", "氵:any", "胡:right", "艹:top",
+                   "力:bottom", "田:top", "目:right", "金:left", "同:right"]
+
+
+def made_up_source() -> tuple[MadeUpKanji, torch.Tensor, torch.Tensor, np.ndarray]:
+    """A MadeUpKanji over ten 16 px kanji (two-part and not), their images and labels (N x V)."""
+    images = torch.from_numpy(render(GENERATOR_CHARS, 16)).unsqueeze(1)
+    source = MadeUpKanji(images, [ord(c) for c in GENERATOR_CHARS], GENERATOR_VOCAB)
+    labels = torch.from_numpy(np.maximum(source.parts.first, source.parts.second)).to(torch.uint8)
+    return source, images, labels, np.arange(len(GENERATOR_CHARS))
+
+
+def test_made_up_kanji_for_a_generator() -> None:
+    """Every picked two-part kanji keeps its first part, image and keys, and takes a donor's second
+    part; the rest of the batch is untouched; share 0 changes nothing."""
+    source, images, labels, rows = made_up_source()
+    assert source.parts.structure.tolist() == [1, 1, 1, 2, 2, 0, 0, 1, 1, 1]  # 村語湖 花男 国一 林相銅
+    x, y, made_up = source.mix(images, rows, labels, 0.0, seed=0, step=0, offset=0, global_n=len(rows))
+    assert torch.equal(x, images) and torch.equal(y, labels) and not made_up.any()
+    x, y, made_up = source.mix(images, rows, labels, 1.0, seed=0, step=0, offset=0, global_n=len(rows))
+    assert made_up.tolist() == (source.parts.structure > 0).tolist()  # every two-part kanji, no other
+    assert x.dtype == torch.uint8 and y.dtype == torch.uint8
+    for i in rows:
+        if not made_up[i]:
+            assert torch.equal(x[i], images[i]) and torch.equal(y[i], labels[i])
+            continue
+        cut = int(source.cuts[0][i])
+        kept = x[i, :, :, :cut] if source.parts.structure[i] == LEFT_RIGHT else x[i, :, :cut, :]
+        whole = images[i, :, :, :cut] if source.parts.structure[i] == LEFT_RIGHT else images[i, :, :cut, :]
+        assert torch.equal(kept, whole)  # the first part, pixel for pixel
+        first = set(np.flatnonzero(source.parts.first[i]))
+        got = set(np.flatnonzero(y[i].numpy()))
+        donors = [j for j in rows if source.parts.structure[j] == source.parts.structure[i]]
+        assert first <= got and any(got - first <= set(np.flatnonzero(source.parts.second[j])) for j in donors)
+    assert not torch.equal(x, images)
+
+
+def test_made_up_kanji_are_seeded_by_step_and_drawn_for_the_global_batch() -> None:
+    """The same (seed, step) makes the same batch; another step another one; two ranks' halves with
+    their offsets are the one-process batch (so a run resumes exactly under any number of processes)."""
+    source, images, labels, rows = made_up_source()
+    whole = source.mix(images, rows, labels, 0.5, seed=3, step=7, offset=0, global_n=10)
+    again = source.mix(images, rows, labels, 0.5, seed=3, step=7, offset=0, global_n=10)
+    assert all(torch.equal(a, b) for a, b in zip(whole, again))
+    others = [source.mix(images, rows, labels, 0.5, seed=3, step=s, offset=0, global_n=10)[2] for s in range(8, 14)]
+    assert any(not torch.equal(o, whole[2]) for o in others)
+    halves = [source.mix(images[5 * r : 5 * r + 5], rows[5 * r : 5 * r + 5], labels[5 * r : 5 * r + 5], 0.5, seed=3, step=7,
+                         offset=5 * r, global_n=10) for r in (0, 1)]
+    for k in range(3):
+        assert torch.equal(torch.cat([h[k] for h in halves]), whole[k])

@@ -110,6 +110,16 @@ def test_request_suite_and_scores(recogniser) -> None:
     lucky = score_requests(suite, water_anyway, recogniser, feats, dataset_feats, labels, vocab, 4, 3.0)
     assert [s.chance for s in lucky.requests] == [0.0, 1.0] and [s.hit_rate for s in lucky.requests] == [0.0, 1.0]
 
+    # Each key of a request on its own: 林 for the pair has its 木 on the left, no 寸 on the right.
+    def half_right(keys, n, seed):
+        return (real[0:1] if len(keys) == 2 else real[3:4]).expand(n, -1, -1, -1).clone()
+
+    halfway = score_requests(suite, half_right, recogniser, feats, dataset_feats, labels, vocab, 4, 3.0)
+    assert halfway.requests[0].found_each == [1.0, 0.0] and halfway.requests[0].hit_rate == 0.0
+    assert halfway.by_kind()["existing"]["first_found"] == 1.0 and halfway.by_kind()["existing"]["second_found"] == 0.0
+    assert "first_found" not in halfway.by_kind()["single"]
+    assert good.requests[0].to_json()["found_each"] == {"木:left": 1.0, "寸:right": 1.0}
+
     # A copier of dataset row 1 (labelled 木:left + 寸:right above): its nearest real kanji is that
     # row, so "nearest has" is 1 for the pair, asked or not.
     row_one = render(chr(0x4E01))

@@ -163,7 +163,8 @@ def test_the_loop_hands_each_batch_its_own_labels(home: Path, monkeypatch: pytes
     labelled(home)
     seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
     step = FlowRecipe.train_step
-    monkeypatch.setattr(FlowRecipe, "train_step", lambda self, x, labels=None: seen.append((x.clone(), labels)) or step(self, x, labels))
+    monkeypatch.setattr(FlowRecipe, "train_step",
+                        lambda self, x, labels=None, made_up=None: seen.append((x.clone(), labels)) or step(self, x, labels, made_up))
     train(home, "flow", {**TINY, "dataset": "labelled16", "max_steps": 3, "options": {"base_width": 4, "condition": "components"}},
           run_name="l")
     d = load_dataset(home, "labelled16")
@@ -224,6 +225,53 @@ def test_label_thinning_is_drawn_for_the_global_batch() -> None:
         torch.manual_seed(3)
         parts.append(recipe.training_condition(labels[4 * rank : 4 * rank + 4]))
     assert torch.equal(torch.cat(parts), whole)
+
+
+def test_made_up_kanji_keep_their_whole_label() -> None:
+    """`--component-mix`: made-up rows are never dropped or thinned (both parts, both positions);
+    the other rows get exactly the labels they would get without them (the same draws)."""
+    vocabulary = ("a:left", "a:any", "b:right", "b:any")
+    labels = torch.tensor([[1, 1, 1, 1]] * 400, dtype=torch.uint8)
+    recipe = cpu_recipe("flow", vocabulary, base_width=4, condition_dropout=0.5, component_keep=0.3)
+    made_up = torch.arange(400) % 2 == 0
+    torch.manual_seed(1)
+    plain = recipe.training_condition(labels)
+    torch.manual_seed(1)
+    mixed = recipe.training_condition(labels, made_up)
+    assert (mixed[made_up] == 1).all()
+    assert torch.equal(mixed[~made_up], plain[~made_up])
+    assert (plain[made_up] == 0).any()  # without the mask these rows would have been thinned
+
+
+def test_component_mix_trains_and_resumes_exactly(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conditional flow with --component-mix sees made-up kanji and resumes bit for bit."""
+    from ganji.recipes.flow import FlowRecipe
+
+    make_kanji(home, name="kanji16", size=16, limit=200)
+    seen: list[int] = []
+    step = FlowRecipe.train_step
+    monkeypatch.setattr(FlowRecipe, "train_step", lambda self, x, labels=None, made_up=None:
+                        seen.append(int(made_up.sum()) if made_up is not None else -1) or step(self, x, labels, made_up))
+    options = {**FLOW, "condition": "components", "component_mix": 1.0}
+    straight = train(home, "flow", {**TINY, "max_steps": 4, "options": options}, run_name="straight")
+    assert len(seen) == 4 and min(seen) >= 0 and sum(seen) > 0
+    train(home, "flow", {**TINY, "max_steps": 2, "options": options}, run_name="split")
+    resumed = train(home, "flow", {"max_steps": 4}, run_name="split", resume=True)
+    a = load_model(home, "flow", "straight", device="cpu").recipe.nets["unet"].state_dict()
+    b = load_model(home, "flow", "split", device="cpu").recipe.nets["unet"].state_dict()
+    assert resumed.step == 4 and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(GanjiError, match="--component-mix must be in"):
+        spec("flow").options(condition="components", component_mix=1.5).validate()
+    with pytest.raises(GanjiError, match="--component-mix needs --condition components"):
+        spec("flow").options(component_mix=0.5).validate()
+
+
+def test_component_mix_needs_code_points(home: Path) -> None:
+    labelled(home)  # labels but no code points: which kanji's parts could be cut?
+    with pytest.raises(GanjiError, match="--component-mix needs to know which kanji each image"):
+        train(home, "flow", {**TINY, "dataset": "labelled16", "options": {"base_width": 4, "condition": "components", "component_mix": 0.5}},
+              run_name="m")
+    assert not (home / "runs" / "flow" / "m").exists()
 
 
 def test_unconditional_runs_draw_no_labels(home: Path) -> None:

@@ -44,17 +44,20 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     table = Table(title=f"{model} run {extra['run'].name}: component requests, guidance {score.guidance:g}, {per_request} samples each")
-    numbers = ("hit rate", "unasked", "nearest has", "nearest, unasked", "novel")
+    numbers = ("hit rate", "each key", "unasked", "nearest has", "nearest, unasked", "novel")
     for col in ("request", "kind", "like", *numbers):
         table.add_column(col, justify="right" if col in numbers else "left")
     for s in score.requests:
-        table.add_row(s.request.label, s.request.kind, s.request.example,
-                      *(f"{100 * v:.0f}%" for v in (s.hit_rate, s.chance, s.nearest_has, s.nearest_chance, s.novelty)))
+        table.add_row(s.request.label, s.request.kind, s.request.example, f"{100 * s.hit_rate:.0f}%",
+                      " · ".join(f"{100 * v:.0f}%" for v in s.found_each),
+                      *(f"{100 * v:.0f}%" for v in (s.chance, s.nearest_has, s.nearest_chance, s.novelty)))
     console.print(table)
-    console.print("hit rate: ComponentNet finds every asked-for key; nearest has: the sample's nearest real kanji has them; "
-                  "unasked: the same for the model's unconditional samples (guidance 0)")
+    console.print("hit rate: ComponentNet finds every asked-for key (each key: each one alone); nearest has: the sample's nearest "
+                  "real kanji has them; unasked: the same for the model's unconditional samples (guidance 0)")
     for kind, v in score.by_kind().items():
-        console.print(f"{kind}: hit rate {100 * v['hit_rate']:.1f}% (unasked {100 * v['chance']:.1f}%), nearest has "
+        parts = (f", first part found {100 * v['first_found']:.1f}%, second {100 * v['second_found']:.1f}%"
+                 if "first_found" in v else "")
+        console.print(f"{kind}: hit rate {100 * v['hit_rate']:.1f}% (unasked {100 * v['chance']:.1f}%){parts}, nearest has "
                       f"{100 * v['nearest_has']:.1f}% (unasked {100 * v['nearest_chance']:.1f}%), novelty {100 * v['novelty']:.1f}% "
                       f"over {v['requests']:.0f} requests")
     if score.fid_conditioned is not None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganji.data.components import ANY, component_key
+from ganji.data.components import ANY, component_key, kanjivg_components
 
 LEFT_RIGHT, TOP_BOTTOM = 1, 2  # a kanji's two-part structure; 0: neither
 _FIRST = {LEFT_RIGHT: "left", TOP_BOTTOM: "top"}
@@ -165,3 +165,55 @@ def structure_cuts(images: np.ndarray, structure: np.ndarray) -> tuple[np.ndarra
             first_end[rows], second_start[rows] = cut_lines(images[rows], kind)
     return first_end, second_start
 
+
+
+class MadeUpKanji:
+    """Made-up two-part kanji for training a component-conditioned generator (`--component-mix`).
+
+    A request for a pair of components no kanji has (氵 on the left, 鳥 on the right) asks the
+    network for a combination it never saw: real kanji teach it each part only beside the few parts
+    it happens to occur with. Replacing some two-part training kanji by their first part beside the
+    second part of another kanji of the same structure (the cut of the module docstring) shows it
+    every part beside many others. The made-up kanji of a batch are decided for the global batch by a
+    generator seeded with (seed, step), so a run resumes exactly under any number of processes, and
+    drawn on the host: no device sync.
+    """
+
+    def __init__(self, images: torch.Tensor, codepoints: list[int], vocabulary: list[str]) -> None:
+        """`images`: the dataset (uint8 N x 1 x S x S, on the training device), the characters
+        `codepoints`, row for row; parts from KanjiVG's depth-1 components, labelled over the run's
+        `vocabulary` (a part whose keys it lacks gets no label: like a thinned one, not a wrong one)."""
+        self.images = images
+        self.parts = parts_of([kanjivg_components(cp, 1) for cp in codepoints], vocabulary)
+        self.cuts = structure_cuts(images[:, 0].cpu().numpy(), self.parts.structure)
+        self.pools = part_pools(self.parts, np.zeros(len(images), np.int64))
+        self.two_part = int((self.parts.structure > 0).sum())
+        # Part labels on the device (uint8: a made-up label is the max of two rows, no host copy).
+        self.first = torch.from_numpy(self.parts.first).to(images.device, torch.uint8)
+        self.second = torch.from_numpy(self.parts.second).to(images.device, torch.uint8)
+
+    def mix(
+        self, x: torch.Tensor, rows: np.ndarray, labels: torch.Tensor, share: float, seed: int, step: int, offset: int, global_n: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch `x` (uint8, rows `rows` of the dataset, this rank's slice starting at `offset`
+        of a global batch of `global_n`) with about `share` of its two-part kanji made up, their
+        labels, and which rows are made up (N bools, on the device)."""
+        rng = np.random.default_rng([seed, step, 19])
+        picked = (rng.random(global_n) < share)[offset : offset + len(rows)]
+        donor = rng.random(global_n)[offset : offset + len(rows)]
+        made_up = np.zeros(len(rows), bool)
+        x, labels = x.clone(), labels.clone()
+        for i in np.flatnonzero(picked):
+            row = int(rows[i])
+            kind = int(self.parts.structure[row])
+            if not kind:
+                continue
+            donors = self.pools[(0, kind)]
+            other = int(donors[int(donor[i] * len(donors))])
+            if not (self.parts.first[row].any() or self.parts.second[other].any()):
+                continue  # no key to label it with: it would teach the null label a made-up kanji
+            image = compose(x[i].float() / 255, self.images[other].float() / 255, int(self.cuts[0][row]), int(self.cuts[1][other]), kind)
+            x[i] = image.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+            labels[i] = torch.maximum(self.first[row], self.second[other]).to(labels.dtype)
+            made_up[i] = True
+        return x, labels, torch.from_numpy(made_up).to(x.device)

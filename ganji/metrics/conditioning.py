@@ -9,7 +9,8 @@ from the dataset's labels by fixed rules (`request_suite`), so every model is as
 
 For each request the model draws `per_request` samples and ComponentNet (ganji.features.component_net)
 checks them:
-- hit rate: the share of samples in which every requested key is found;
+- hit rate: the share of samples in which every requested key is found, and each key's own share
+  (for a pair: how often its first part, left or top, and its second part are found: which part fails);
 - chance: the same share among the model's unconditional samples (guidance 0), the hit rate of not
   asking: what a request adds is its hit rate above this;
 - nearest: the share of samples whose nearest real kanji (KanjiNet features) has every requested key,
@@ -108,10 +109,12 @@ class RequestScore:
     chance: float = 0.0  # the hit rate of the model's unconditional samples for the same keys
     nearest_has: float = 0.0  # share of samples whose nearest real kanji has every requested key
     nearest_chance: float = 0.0  # the same for the model's unconditional samples
+    found_each: list[float] = field(default_factory=list)  # per requested key: the share of samples it is found in
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self.request), "hit_rate": self.hit_rate, "chance": self.chance, "nearest_has": self.nearest_has,
-                "nearest_chance": self.nearest_chance, "novelty": self.novelty, "samples": self.samples}
+                "nearest_chance": self.nearest_chance, "novelty": self.novelty, "samples": self.samples,
+                "found_each": dict(zip(self.request.keys, self.found_each))}
 
 
 @dataclass
@@ -124,13 +127,17 @@ class ConditioningScore:
     real_n: int
 
     def by_kind(self) -> dict[str, dict[str, float]]:
-        """Mean hit rate, chance, nearest-has (and its chance) and novelty per kind of request."""
+        """Mean hit rate, chance, nearest-has (and its chance) and novelty per kind of request; for
+        pairs also how often their first part (left/top) and their second part are found."""
         out: dict[str, dict[str, float]] = {}
         for kind in KINDS:
             scores = [s for s in self.requests if s.request.kind == kind]
             if scores:
                 out[kind] = {name: float(np.mean([getattr(s, name) for s in scores]))
                              for name in ("hit_rate", "chance", "nearest_has", "nearest_chance", "novelty")}
+                if all(len(s.found_each) == 2 for s in scores):
+                    out[kind]["first_found"] = float(np.mean([s.found_each[0] for s in scores]))
+                    out[kind]["second_found"] = float(np.mean([s.found_each[1] for s in scores]))
                 out[kind]["requests"] = len(scores)
         return out
 
@@ -172,11 +179,13 @@ def score_requests(
     real_rows: list[np.ndarray] = []
     for k, request in enumerate(requests):
         images = generate(request.keys, per_request, seed + k)
-        hits = recogniser.finds_all(images, list(request.keys))
+        found = recogniser.found(images)
+        hits = recogniser.hits(found, list(request.keys))
         feats = features(images)
         distances, rows = nearest_neighbours(feats, dataset_features)
         scores.append(RequestScore(request, float(hits.float().mean()), float((distances >= threshold).mean()), len(images),
-                                   rows.tolist(), nearest_has=nearest_have(rows, request.keys)))
+                                   rows.tolist(), nearest_has=nearest_have(rows, request.keys),
+                                   found_each=[float(recogniser.hits(found, [key]).float().mean()) for key in request.keys]))
         if request.kind == "single":
             fake_single.append(feats)
             have = np.flatnonzero(dataset_components[:, column[request.keys[0]]].bool().numpy())

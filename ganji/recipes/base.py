@@ -121,8 +121,9 @@ class Recipe:
         """n rows of the network's label for a request of component keys (a conditional recipe's)."""
         raise GanjiError(f"this {self.model_name} run was trained without --condition components: it takes no components")
 
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """One step on `x`; a conditional recipe also gets the batch's rows of the dataset's labels."""
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None, made_up: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One step on `x`; a conditional recipe also gets the batch's rows of the dataset's labels
+        and, with `--component-mix`, which rows are made-up kanji (ganji.features.component_mix)."""
         raise NotImplementedError
 
     def make_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -42,12 +42,12 @@ class DDPMRecipe(UNetRecipe):
         o: DDPMOptions = self.cfg.options
         self.schedule = NoiseSchedule.make(o.schedule, o.timesteps).to(self.device)
 
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None, made_up: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         # t and ε for the global batch, this rank's slice (in one process: randint and randn_like(x)).
         t = self.world.draw(x.shape[0], lambda m: torch.randint(0, self.schedule.timesteps, (m,), device=self.device))
         noise = self.draw_noise(x)
         x_t = q_sample(self.schedule, x, t, noise)
-        cond = self.training_condition(labels)
+        cond = self.training_condition(labels, made_up)
         with self.precision.autocast():
             pred = self._forward(x_t, t) if cond is None else self._forward(x_t, t, cond)
         o: DDPMOptions = self.cfg.options

@@ -144,14 +144,14 @@ def _full(x: torch.Tensor, t: float) -> torch.Tensor:
 class FlowRecipe(UNetRecipe):
     model_name = "flow"
 
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None, made_up: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         o: FlowOptions = self.cfg.options
         # t and ε for the global batch, this rank's slice (see ganji.runtime.distributed).
         t = self.world.draw(x.shape[0], lambda m: sample_time(m, o.time_sampling, self.device))
         noise = self.draw_noise(x)
         x = widen_edges(x, o.edge_margin)
         x_t = interpolate_path(x, noise, t)
-        cond = self.training_condition(labels)
+        cond = self.training_condition(labels, made_up)
         with self.precision.autocast():
             pred = self._forward(x_t, t * TIME_SCALE) if cond is None else self._forward(x_t, t * TIME_SCALE, cond)
         loss = F.mse_loss(read_output(pred.float(), x_t, t, o.prediction), noise - x)

@@ -153,6 +153,7 @@ class ConditioningOptions:
                             ("none", "components"))
     condition_dropout: float = option(0.1, "With --condition: the share of training images whose whole label is dropped (Ho & Salimans 2022).")
     component_keep: float = option(0.5, "With --condition: each component of a training label is kept with this probability (with its position half the time), so partial requests are learnt.")
+    component_mix: float = option(0.0, "With --condition: the share of two-part training kanji replaced by a made-up one, the first part of one beside (above) the second of another, labelled with both, so pairs no kanji has are learnt (0 = off).")
     vocabulary: tuple[str, ...] = ()  # the keys conditioned on: the dataset's, filled in when training starts
 
     @property
@@ -160,14 +161,19 @@ class ConditioningOptions:
         return self.condition == "components"
 
     def describe_condition(self) -> str:
-        """", conditioned on 1,158 component keys" for reports; "" when unconditional."""
-        return f", conditioned on {len(self.vocabulary):,} component keys" if self.conditional else ""
+        """", conditioned on 1,158 component keys" for reports (and the share of made-up kanji); "" when unconditional."""
+        if not self.conditional:
+            return ""
+        mix = f", {self.component_mix:.0%} of two-part kanji made up" if self.component_mix else ""
+        return f", conditioned on {len(self.vocabulary):,} component keys{mix}"
 
     def conditioning_checks(self) -> list[tuple[bool, str]]:
         return [
             (self.condition in ("none", "components"), f"--condition must be none or components (got {self.condition!r})"),
             (_finite(self.condition_dropout) and 0 <= self.condition_dropout < 1, f"--condition-dropout must be in [0, 1) (got {self.condition_dropout})"),
             (_finite(self.component_keep) and 0 < self.component_keep <= 1, f"--component-keep must be in (0, 1] (got {self.component_keep})"),
+            (_finite(self.component_mix) and 0 <= self.component_mix <= 1, f"--component-mix must be in [0, 1] (got {self.component_mix})"),
+            (self.conditional or not self.component_mix, "--component-mix needs --condition components"),
             (self.conditional or not self.vocabulary, "a component vocabulary needs --condition components"),
             (len(set(self.vocabulary)) == len(self.vocabulary), "the component vocabulary repeats a key"),
         ]

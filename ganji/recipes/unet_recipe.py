@@ -40,7 +40,7 @@ class UNetRecipe(Recipe):
         """Whether the network takes component labels (`--condition components`)."""
         return bool(self.cfg.options.conditional)
 
-    def training_condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+    def training_condition(self, labels: torch.Tensor | None, made_up: torch.Tensor | None = None) -> torch.Tensor | None:
         """The label a training step conditions on (float N x V), from the batch's rows of the
         dataset's multi-hot keys (uint8 N x V); None for an unconditional model (then nothing is drawn).
 
@@ -57,6 +57,9 @@ class UNetRecipe(Recipe):
           the left". A position key never appears without its component's "C:any" key (the labels
           stay true statements), so a request for "C:left" is sent as both keys (`condition_vector`)
           and a request for "C" as "C:any" alone; both are what training showed.
+        Made-up kanji (`made_up`, N bools: `--component-mix`) keep their whole label, both parts in
+        their positions: they are there to teach pair requests, and the null label stays a model of
+        real kanji alone.
         The draws are for the global batch and sliced to this rank, like t and ε.
         """
         if labels is None or not self.conditional:
@@ -68,6 +71,8 @@ class UNetRecipe(Recipe):
         positioned = self.world.draw(n, lambda m: torch.rand(m, v, device=labels.device)) < 0.5
         dropped = self.world.draw(n, lambda m: torch.rand(m, device=labels.device)) < o.condition_dropout
         keep = kept[:, element_of] & (is_any | positioned) & ~dropped[:, None]
+        if made_up is not None:
+            keep = keep | made_up[:, None]
         return (labels.bool() & keep).float()
 
     def _key_structure(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:

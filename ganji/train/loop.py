@@ -7,7 +7,8 @@ this loop a run, its config and its dataset. Stages of `TrainLoop`:
   2. the steps (`run`), each in named stages:
        next_batch   the epoch's permutation, drawn from a generator seeded by (seed, epoch), so any
                     step of any epoch can be resumed exactly; this step's slice of it, normalised
-                    (and, for a `--condition components` run, the same rows of the component labels)
+                    (and, for a `--condition components` run, the same rows of the component labels,
+                    with `--component-mix` some two-part kanji made up, seeded by (seed, step))
        train_step   the recipe's step, then its schedulers and EMA
        log          every `log_every` steps: losses read from the device (the one host sync),
                     appended to metrics.jsonl, shown by the observer
@@ -191,6 +192,11 @@ class TrainLoop:
         self.images = dataset.images.to(self.device)  # stays uint8: 4x less memory than float
         # A conditional model's labels, row for row with the images (ganji.recipes.unet_recipe).
         self.labels = dataset.components.to(self.device) if getattr(cfg.options, "conditional", False) else None
+        self.made_up = None  # `--component-mix`: made-up two-part kanji (ganji.features.component_mix)
+        if self.labels is not None and getattr(cfg.options, "component_mix", 0.0) > 0:
+            from ganji.features.component_mix import MadeUpKanji
+
+            self.made_up = MadeUpKanji(self.images, list(dataset.manifest.get("codepoints", [])), list(cfg.options.vocabulary))
         self.n_images = len(dataset)
         self.rank_batch = per_rank_batch(cfg.batch_size, world.size)  # this process's share of every global batch
 
@@ -222,6 +228,7 @@ class TrainLoop:
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.fixed_noise = self.recipe.make_noise(cfg.grid_n, gen).to(self.device)
         self._perm: torch.Tensor | None = None
+        self._perm_host = torch.empty(0, dtype=torch.long)  # the same order on the host, for --component-mix
         self.grids: list[Path] = []
 
     # -- 1. set-up: the run folder -----------------------------------------------------------------
@@ -328,20 +335,28 @@ class TrainLoop:
         return scores
 
     # -- 2. the steps ----------------------------------------------------------------------------------
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This rank's slice of the step's global batch, normalised, on the device, and its rows of
-        the labels (None for an unconditional model)."""
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """This rank's slice of the step's global batch, normalised, on the device, its rows of the
+        labels (None for an unconditional model) and which of them are made-up kanji (None without
+        `--component-mix`)."""
         epoch, i = divmod(self.step, self.steps_per_epoch)
         if self._perm is None or i == 0:
-            self._perm = epoch_permutation(self.cfg.seed, epoch, self.n_images).to(self.device)
+            self._perm_host = epoch_permutation(self.cfg.seed, epoch, self.n_images)
+            self._perm = self._perm_host.to(self.device)
             self.recipe.set_epoch(epoch)
         rows = rank_indices(self._perm, i, self.cfg.batch_size, self.world.rank, self.rank_batch)
+        images = self.images[rows]
         labels = self.labels[rows] if self.labels is not None else None
-        return normalise(self.images[rows], self.recipe.data_range, self.precision), labels
+        made_up = None
+        if self.made_up is not None and labels is not None:
+            host_rows = rank_indices(self._perm_host, i, self.cfg.batch_size, self.world.rank, self.rank_batch).numpy()
+            images, labels, made_up = self.made_up.mix(images, host_rows, labels, self.cfg.options.component_mix, self.cfg.seed,
+                                                       self.step, self.world.rank * self.rank_batch, self.cfg.batch_size)
+        return normalise(images, self.recipe.data_range, self.precision), labels, made_up
 
-    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None, made_up: torch.Tensor | None = None) -> None:
         self.precision.begin_step()
-        losses = self.recipe.train_step(x) if labels is None else self.recipe.train_step(x, labels)
+        losses = self.recipe.train_step(x) if labels is None else self.recipe.train_step(x, labels, made_up)
         self.recipe.after_step(self.step)
         self.step += 1
         self.meter.add(losses)

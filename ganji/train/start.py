@@ -184,6 +184,9 @@ def _attach_vocabulary(world: World, run: Run, cfg: TrainConfig, dataset: Datase
     if not vocabulary:
         raise _error(world, f"dataset {cfg.dataset!r} has component labels but no component keys (too few kanji?): "
                             "--condition components needs some")
+    if cfg.options.component_mix and len(dataset.manifest.get("codepoints", [])) != len(dataset):
+        raise _error(world, f"--component-mix needs to know which kanji each image of dataset {cfg.dataset!r} is "
+                            "(a `ganji fetch-data` kanji dataset): its manifest lists no code points")
     if not cfg.options.vocabulary:
         cfg.options.vocabulary = tuple(vocabulary)
     elif list(cfg.options.vocabulary) != vocabulary:
