@@ -1,4 +1,5 @@
-"""Made-up kanji with known components: new combinations for ComponentNet to learn and be tested on.
+"""Made-up kanji with known components: new combinations for ComponentNet to learn and be tested on,
+and for a conditional generator to learn from (`ganji train --component-mix`, `MadeUpKanji`).
 
 A request for a new pair (氵 on the left, 鳥 on the right: no real kanji) asks for an image no real
 kanji is, and the recogniser that checks it must read such combinations, not only the characters it
