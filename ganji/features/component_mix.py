@@ -167,7 +167,6 @@ def structure_cuts(images: np.ndarray, structure: np.ndarray) -> tuple[np.ndarra
     return first_end, second_start
 
 
-
 class MadeUpKanji:
     """Made-up two-part kanji for training a component-conditioned generator (`--component-mix`).
 
@@ -188,7 +187,6 @@ class MadeUpKanji:
         self.parts = parts_of([kanjivg_components(cp, 1) for cp in codepoints], vocabulary)
         self.cuts = structure_cuts(images[:, 0].cpu().numpy(), self.parts.structure)
         self.pools = part_pools(self.parts, np.zeros(len(images), np.int64))
-        self.two_part = int((self.parts.structure > 0).sum())
         # Part labels on the device (uint8: a made-up label is the max of two rows, no host copy).
         self.first = torch.from_numpy(self.parts.first).to(images.device, torch.uint8)
         self.second = torch.from_numpy(self.parts.second).to(images.device, torch.uint8)

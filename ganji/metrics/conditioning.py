@@ -188,7 +188,7 @@ def score_requests(
                                    found_each=[float(recogniser.hits(found, [key]).float().mean()) for key in request.keys]))
         if request.kind == "single":
             fake_single.append(feats)
-            have = np.flatnonzero(dataset_components[:, column[request.keys[0]]].bool().numpy())
+            have = np.flatnonzero(labels[:, column[request.keys[0]]])
             pick = np.random.default_rng(seed + k).choice(have, size=min(per_request, len(have)), replace=False)
             real_rows.append(np.sort(pick))
         if on_request is not None:
