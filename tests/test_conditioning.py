@@ -98,6 +98,30 @@ def test_null_label_is_the_unconditional_network() -> None:
     assert mine.keys() == plain.state_dict().keys() and all(torch.equal(v, plain.state_dict()[k]) for k, v in mine.items())
 
 
+def test_region_maps_keep_the_null_label_the_unconditional_network() -> None:
+    """--component-regions: per-pixel scale and shift from the keys' region maps, no biases either."""
+    positions = ("left", "any", "right", "top", "none")
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(image_size=16, base_width=4, condition_dim=5, condition_positions=positions)).eval()
+    blocks = [*net.down, *net.bottleneck, *net.up]
+    assert net.regions is not None and all(b.region_film is not None and b.region_film.bias is None for b in blocks)
+    x, t, left = torch.randn(2, 1, 16, 16), torch.tensor([3, 700]), torch.eye(5)[[0, 0]]
+    before = net(x, t, left)
+    with torch.no_grad():  # as if trained
+        for block in blocks:
+            block.film.weight.normal_()
+            block.region_film.weight.normal_()
+    assert torch.equal(net(x, t), net(x, t, torch.zeros(2, 5)))
+    assert not torch.allclose(before, net(x, t, left))
+    # The region layers are made after the rest: without them, the global-only conditional U-Net.
+    torch.manual_seed(0)
+    plain = UNet(UNetConfig(image_size=16, base_width=4, condition_dim=5)).state_dict()
+    mine = {k: v for k, v in net.state_dict().items() if not k.startswith("regions.") and ".region_film." not in k}
+    assert mine.keys() == plain.keys()
+    with pytest.raises(ValueError, match="one position per key"):
+        UNetConfig(image_size=16, base_width=4, condition_dim=4, condition_positions=positions)
+
+
 def test_run_keeps_its_vocabulary_and_samples_without_the_dataset(trained: Path) -> None:
     vocabulary = load_dataset(trained, "kanji16").component_vocabulary
     assert len(vocabulary) >= 4
@@ -244,7 +268,7 @@ def test_made_up_kanji_keep_their_whole_label() -> None:
 
 
 def test_component_mix_trains_and_resumes_exactly(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A conditional flow with --component-mix sees made-up kanji and resumes bit for bit."""
+    """A conditional flow with --component-mix (and region maps) sees made-up kanji and resumes bit for bit."""
     from ganji.recipes.flow import FlowRecipe
 
     make_kanji(home, name="kanji16", size=16, limit=200)
@@ -252,7 +276,7 @@ def test_component_mix_trains_and_resumes_exactly(home: Path, monkeypatch: pytes
     step = FlowRecipe.train_step
     monkeypatch.setattr(FlowRecipe, "train_step", lambda self, x, labels=None, made_up=None:
                         seen.append(int(made_up.sum()) if made_up is not None else -1) or step(self, x, labels, made_up))
-    options = {**FLOW, "condition": "components", "component_mix": 1.0}
+    options = {**FLOW, "condition": "components", "component_mix": 1.0, "component_regions": True}
     straight = train(home, "flow", {**TINY, "max_steps": 4, "options": options}, run_name="straight")
     assert len(seen) == 4 and min(seen) >= 0 and sum(seen) > 0
     train(home, "flow", {**TINY, "max_steps": 2, "options": options}, run_name="split")
@@ -260,6 +284,9 @@ def test_component_mix_trains_and_resumes_exactly(home: Path, monkeypatch: pytes
     a = load_model(home, "flow", "straight", device="cpu").recipe.nets["unet"].state_dict()
     b = load_model(home, "flow", "split", device="cpu").recipe.nets["unet"].state_dict()
     assert resumed.step == 4 and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(k.startswith("regions.") for k in a) and a["regions.embed.weight"].abs().sum() > 0  # trained
+    with pytest.raises(GanjiError, match="--component-regions needs --condition components"):
+        spec("flow").options(component_regions=True).validate()
     with pytest.raises(GanjiError, match="--component-mix must be in"):
         spec("flow").options(condition="components", component_mix=1.5).validate()
     with pytest.raises(GanjiError, match="--component-mix needs --condition components"):
@@ -351,6 +378,8 @@ def test_condition_needs_labelled_data(home: Path) -> None:
 def test_the_run_says_it_is_conditioned() -> None:
     o = spec("flow").options(base_width=8, condition="components", vocabulary=("a:any", "b:any"))
     assert spec("flow").recipe_class().describe(o).endswith(", conditioned on 2 component keys")
+    o = spec("flow").options(base_width=8, condition="components", vocabulary=("a:any", "b:any"), component_regions=True)
+    assert spec("flow").recipe_class().describe(o).endswith(", conditioned on 2 component keys with region maps")
     assert "condition" not in spec("ddpm").recipe_class().describe(spec("ddpm").options())
 
 

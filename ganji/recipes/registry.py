@@ -154,6 +154,7 @@ class ConditioningOptions:
     condition_dropout: float = option(0.1, "With --condition: the share of training images whose whole label is dropped (Ho & Salimans 2022).")
     component_keep: float = option(0.5, "With --condition: each component of a training label is kept with this probability (with its position half the time), so partial requests are learnt.")
     component_mix: float = option(0.0, "With --condition: the share of two-part training kanji replaced by a made-up one, the first part of one beside (above) the second of another, labelled with both, so pairs no kanji has are learnt (0 = off).")
+    component_regions: bool = option(False, "With --condition: each positioned key also scales and shifts the U-Net's features in its part of the image (C:left in the left half, ...), so every part is told where it goes (SPADE-style region map).")
     vocabulary: tuple[str, ...] = ()  # the keys conditioned on: the dataset's, filled in when training starts
 
     @property
@@ -165,7 +166,8 @@ class ConditioningOptions:
         if not self.conditional:
             return ""
         mix = f", {self.component_mix:.0%} of two-part kanji made up" if self.component_mix else ""
-        return f", conditioned on {len(self.vocabulary):,} component keys{mix}"
+        regions = " with region maps" if self.component_regions else ""
+        return f", conditioned on {len(self.vocabulary):,} component keys{regions}{mix}"
 
     def conditioning_checks(self) -> list[tuple[bool, str]]:
         return [
@@ -174,6 +176,7 @@ class ConditioningOptions:
             (_finite(self.component_keep) and 0 < self.component_keep <= 1, f"--component-keep must be in (0, 1] (got {self.component_keep})"),
             (_finite(self.component_mix) and 0 <= self.component_mix <= 1, f"--component-mix must be in [0, 1] (got {self.component_mix})"),
             (self.conditional or not self.component_mix, "--component-mix needs --condition components"),
+            (self.conditional or not self.component_regions, "--component-regions needs --condition components"),
             (self.conditional or not self.vocabulary, "a component vocabulary needs --condition components"),
             (len(set(self.vocabulary)) == len(self.vocabulary), "the component vocabulary repeats a key"),
         ]

@@ -29,10 +29,13 @@ class UNetRecipe(Recipe):
     sampling_network = "unet"
 
     def build(self) -> None:
+        from ganji.data.components import split_key
+
         o = self.cfg.options
+        positions = tuple(split_key(k)[1] for k in o.vocabulary) if o.conditional and o.component_regions else ()
         self.nets["unet"] = UNet(
             UNetConfig(image_size=self.image_size, channels=self.channels, base_width=o.base_width, attention=o.attention,
-                       condition_dim=len(o.vocabulary) if o.conditional else 0)
+                       condition_dim=len(o.vocabulary) if o.conditional else 0, condition_positions=positions)
         )
 
     @property
