@@ -67,10 +67,12 @@ class RegionMap(nn.Module):
     def __init__(self, positions: tuple[str, ...], image_size: int, dim: int, levels: int) -> None:
         super().__init__()
         names = sorted({p for p in positions if p in REGIONS})
-        region_of = torch.tensor([names.index(p) if p in REGIONS else -1 for p in positions])
         # Which region each key paints (V x R, a key without a place has a row of zeros).
-        self.register_buffer("placement", F.one_hot(region_of.clamp(min=0), max(1, len(names))).float()[:, :len(names)]
-                             * (region_of >= 0).float()[:, None], persistent=False)
+        placement = torch.zeros(len(positions), len(names))
+        for key, p in enumerate(positions):
+            if p in REGIONS:
+                placement[key, names.index(p)] = 1
+        self.register_buffer("placement", placement, persistent=False)
         self.embed = nn.Linear(len(positions), dim, bias=False)  # e_k: its weight's column k
         full = region_masks(names, image_size)
         for level in range(levels + 1):

@@ -171,10 +171,11 @@ class UNet(nn.Module):
         emb = timestep_embedding(t, self.cfg.time_dim).to(x.dtype)
         y = painted = None
         if cond is not None:
-            y = self.condition(cond.to(emb.dtype))
+            cond = cond.to(emb.dtype)
+            y = self.condition(cond)
             emb = emb + y
             if self.regions is not None:
-                painted = self.regions.coefficients(cond.to(emb.dtype))
+                painted = self.regions.coefficients(cond)
 
         maps: dict[int, Tensor] = {}
 
