@@ -18,7 +18,7 @@ import torch
 from ganji.errors import GanjiError
 from ganji.images import to_uint8
 from ganji.recipes import MODELS, ModelSpec, SamplerChoice, config_from_json, spec
-from ganji.recipes.registry import DEFAULT_GUIDANCE, DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS, MAX_GUIDANCE, within
+from ganji.recipes.registry import DEFAULT_AUTOGUIDANCE, DEFAULT_GUIDANCE, DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLER_STEPS, MAX_GUIDANCE, within
 from ganji.recipes.base import Recipe
 from ganji.runs import Run, find_run, read_run_config
 from ganji.runtime.checkpoint import check_checkpoint_shapes, checkpoint_exists, load_checkpoint
@@ -39,6 +39,7 @@ class LoadedModel:
     checkpoint: Path
     step: int
     meta: dict[str, Any]
+    guide: LoadedModel | None = None  # a weaker run of the same model, for autoguidance (`guide_run`)
 
     @property
     def spec(self) -> ModelSpec:
@@ -53,9 +54,28 @@ def load_model(
     device: str = "auto",
     precision: str = "auto",
     best: bool = False,
+    guide_run: str | None = None,
 ) -> LoadedModel:
     """A recipe with the weights (and EMA weights) of a run's checkpoint, ready to sample; with
-    `best`, the run's lowest-FID checkpoint (best.safetensors, kept by `ganji train --eval-every`)."""
+    `best`, the run's lowest-FID checkpoint (best.safetensors, kept by `ganji train --eval-every`);
+    with `guide_run`, also that run of the same model, checked to be able to guide this one
+    (autoguidance, ganji.recipes.unet_recipe)."""
+    loaded = _load_one(home, model, run_name, checkpoint, device, precision, best)
+    if guide_run is None:
+        return loaded
+    if not loaded.spec.sampling.iterative:
+        raise GanjiError(f"--guide-run applies to the iterative models ({', '.join(m.name for m in MODELS if m.sampling.iterative)}), "
+                         f"not to the {model}: it makes an image in one network pass")
+    guide = _load_one(home, model, guide_run, None, device, precision, False)
+    if guide.checkpoint == loaded.checkpoint:
+        raise GanjiError(f"--guide-run {guide_run} is the run being sampled: a run cannot guide itself (name a weaker run of the same model)")
+    why = loaded.recipe.guide_mismatch(guide.recipe)
+    if why is not None:
+        raise GanjiError(f"run {model}/{guide.run_name} cannot guide run {model}/{loaded.run_name}: {why}")
+    return dataclasses.replace(loaded, guide=guide)
+
+
+def _load_one(home: Path, model: str, run_name: str | None, checkpoint: Path | None, device: str, precision: str, best: bool) -> LoadedModel:
     run = None
     if checkpoint is None:
         run = find_run(home, model, run_name)
@@ -186,19 +206,21 @@ class SampleRequest:
         fallback: str | None = None,
         with_keys: list[str] | None = None,
         guidance: float | None = None,
+        guided: bool = False,
     ) -> SampleRequest:
         """Fill in the defaults and check every value; a one-line GanjiError for anything wrong.
 
         `strict=False` (one --sampler/--steps for several models: `ganji fid --all`, `ganji compare`):
         a sampler this model lacks gives way to `fallback` (else its default), and --steps/--eta are
-        ignored where they do not apply. Strict, they are errors.
+        ignored where they do not apply. Strict, they are errors. `guided`: the model has a guide run
+        (`load_model(guide_run=...)`), so `guidance` is autoguidance's w, with or without components.
         """
         cls.check_numbers(n, seed, batch_size, interpolate)
         if eta is not None and not (math.isfinite(eta) and eta >= 0):
             raise GanjiError(f"--eta must be a number >= 0 (got {eta})")
         request = cls(n=n, seed=seed, batch_size=batch_size, interpolate=interpolate, use_ema=use_ema)
         choice = _resolve_sampler(model, recipe, sampler, steps, eta, interpolate > 1, strict, fallback)
-        keys, w = _resolve_condition(model, recipe, with_keys or [], guidance)
+        keys, w = _resolve_condition(model, recipe, with_keys or [], guidance, guided)
         return dataclasses.replace(request, sampler=choice, condition=keys, guidance=w)
 
     @classmethod
@@ -219,16 +241,22 @@ class SampleRequest:
             raise GanjiError(f"--n {n} in rows of --interpolate {interpolate} makes {images:,} images, over {MAX_IMAGES:,}")
 
 
-def _resolve_condition(model: ModelSpec, recipe: Recipe, wanted: list[str], guidance: float | None) -> tuple[tuple[str, ...], float]:
+def _resolve_condition(model: ModelSpec, recipe: Recipe, wanted: list[str], guidance: float | None,
+                       guided: bool = False) -> tuple[tuple[str, ...], float]:
     """The component keys asked for (`--with`: "魚:left", or "木" for "木:any"), checked against the
     run's vocabulary (an unknown component or position: a one-line error naming the nearest known
-    keys, see ganji.data.components.request_keys), and the classifier-free guidance w (default
-    DEFAULT_GUIDANCE; 0 samples the unconditional model, bit for bit, 1 the conditional one alone)."""
+    keys, see ganji.data.components.request_keys), and the guidance w: classifier-free (default
+    DEFAULT_GUIDANCE; 0 samples the unconditional model, bit for bit, 1 the conditional one alone),
+    or with a guide run autoguidance (default DEFAULT_AUTOGUIDANCE, with or without components; 0:
+    this run alone, bit for bit, and without its guide's network calls)."""
     if guidance is not None and not (math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE):
         raise GanjiError(f"--guidance must be a number from 0 to {MAX_GUIDANCE:g} (got {guidance})")
+    default = DEFAULT_AUTOGUIDANCE if guided else DEFAULT_GUIDANCE
     if not wanted:
+        if guided:
+            return (), default if guidance is None else guidance
         if guidance is not None:
-            raise GanjiError("--guidance applies to a request for components: give --with COMPONENT[:POSITION]")
+            raise GanjiError("--guidance applies to a request for components (--with COMPONENT[:POSITION]) or to a guide run (--guide-run)")
         return (), 0.0
     if not model.can_condition:
         able = " and ".join(m.name for m in MODELS if m.can_condition)
@@ -238,7 +266,7 @@ def _resolve_condition(model: ModelSpec, recipe: Recipe, wanted: list[str], guid
                          f"(train one with `ganji train {model.name} --condition components`)")
     from ganji.data.components import request_keys
 
-    return request_keys(wanted, list(recipe.cfg.options.vocabulary)), DEFAULT_GUIDANCE if guidance is None else guidance
+    return request_keys(wanted, list(recipe.cfg.options.vocabulary)), default if guidance is None else guidance
 
 
 def _resolve_sampler(
@@ -301,6 +329,7 @@ def generate(
     sampler (every image of the batch advanced one call).
     """
     recipe = loaded.recipe
+    guide = loaded.guide.recipe if loaded.guide is not None and request.guidance != 0 else None
     noise = make_noise(recipe, request.n, request.seed, request.interpolate)
     low, high = recipe.data_range
     out = []
@@ -310,7 +339,7 @@ def generate(
         generator = torch.Generator(recipe.device).manual_seed((request.seed * 100_003 + b + 1) % 2**64)
         condition = recipe.condition_vector(request.condition, chunk.shape[0]) if request.condition else None
         images = recipe.generate(chunk, use_ema=request.use_ema, sampler=request.sampler, generator=generator, on_step=on_step,
-                                 condition=condition, guidance=request.guidance)
+                                 condition=condition, guidance=request.guidance, guide=guide)
         out.append(to_uint8(images, low, high).cpu())
         if on_batch is not None:
             on_batch(chunk.shape[0])

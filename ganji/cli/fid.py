@@ -10,13 +10,13 @@ import typer
 from rich.table import Table
 
 from ganji.cli import app
-from ganji.cli.options import DEFAULT_SAMPLERS, SAMPLERS_HELP, HomeOption, Model, complete_dataset, complete_run
+from ganji.cli.options import DEFAULT_SAMPLERS, GUIDE_RUN_HELP, SAMPLERS_HELP, HomeOption, Model, complete_dataset, complete_run
 from ganji.cli.output import stage_progress
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
 from ganji.home import resolve_home
 from ganji.recipes import model_names
-from ganji.recipes.registry import DEFAULT_SAMPLER_STEPS
+from ganji.recipes.registry import DEFAULT_AUTOGUIDANCE, DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS
 
 _PANEL_WHAT = "What to measure"
 _PANEL_HOW = "How"
@@ -34,6 +34,8 @@ def score_table(scores: list) -> Table:
     for i, s in enumerate(scores):
         real = s.model in (HELD_OUT, OTHER_FONT)
         where = s.run or str(s.details.get("folder", "") or s.details.get("font", ""))
+        if s.details.get("guide_run"):
+            where += f" (guided by {s.details['guide_run']}, w {s.details['guidance']:g})"
         ratio = f"{s.fid / font_fid[s.dataset]:.1f}" if font_fid.get(s.dataset) else "-"
         table.add_row(
             s.model, where, f"{s.n:,}", s.extractor, f"{s.fid:.3f}", ratio,
@@ -64,7 +66,8 @@ def fid_command(
     reference_font: Annotated[Path | None, typer.Option(help="Font for the 'real, another font' row \\[default: Noto Sans CJK JP, if `noto-cjk-sans-jp-regular` is installed].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
     condition: Annotated[str | None, typer.Option("--condition", metavar="components", help="Measure a run trained with --condition components instead: the request suite's hit rate (ComponentNet finds every asked-for component), novelty, and FID against real kanji with the asked-for component.", show_default=False, rich_help_panel=_PANEL_WHAT)] = None,
     per_request: Annotated[int, typer.Option(help="With --condition: samples per request.", rich_help_panel=_PANEL_HOW)] = 32,
-    guidance: Annotated[float | None, typer.Option(help="With --condition: classifier-free guidance \\[default: 3].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    guidance: Annotated[float | None, typer.Option(help=f"With --condition: classifier-free guidance \\[default: {DEFAULT_GUIDANCE:g}]; with --guide-run: autoguidance's weight \\[default: {DEFAULT_AUTOGUIDANCE:g}].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    guide_run: Annotated[str | None, typer.Option(help=GUIDE_RUN_HELP + " One model's run only.", show_default=False, rich_help_panel=_PANEL_HOW, autocompletion=complete_run)] = None,
     picture: Annotated[Path | None, typer.Option(help="With --condition: draw each request's samples above their nearest real kanji into this PNG.", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model, then the reference rows) instead of a table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -81,13 +84,17 @@ def fid_command(
         from ganji.cli.fid_conditioning import measure_conditioning
 
         measure_conditioning(resolve_home(home), model.value, run, per_request, guidance, seed, sampler, steps, batch_size, device,
-                             picture, as_json, quiet)
+                             picture, as_json, quiet, guide_run)
         return
     chosen = sum([model is not None, all_models, images is not None])
     if chosen != 1:
         raise GanjiError(f"say what to measure: a model ({', '.join(model_names())}), --all, or --images DIR (one of them)")
     if run is not None and model is None:
         raise GanjiError("--run names one model's run: give the model too (e.g. `ganji fid ddpm --run NAME`)")
+    if guide_run is not None and model is None:
+        raise GanjiError("--guide-run guides one model's run: give the model too (e.g. `ganji fid flow --run NAME --guide-run WEAKER`)")
+    if guidance is not None and guide_run is None:
+        raise GanjiError("--guidance applies with --condition components or --guide-run")
     if features not in EXTRACTORS:
         raise GanjiError(f"--features must be one of {', '.join(EXTRACTORS)} (got {features!r})")
     if n < 10:
@@ -120,7 +127,7 @@ def fid_command(
         for m in models:
             scores.append(
                 evaluate_run(root, m, run, extractor, n, seed=seed, sampler=sampler, steps=steps, batch_size=batch_size, device=device,
-                             track=track, strict=not all_models)
+                             track=track, strict=not all_models, guide_run=guide_run, guidance=guidance)
             )
         if references:
             from ganji.data.store import load_dataset

@@ -16,7 +16,7 @@ RESULTS_FILE = "conditioning.json"  # in the run folder: the latest measurement
 
 def measure_conditioning(home: Path, model: str, run: str | None, per_request: int, guidance: float | None, seed: int,
                          sampler: str | None, steps: int | None, batch_size: int, device: str, picture: Path | None,
-                         as_json: bool, quiet: bool) -> None:
+                         as_json: bool, quiet: bool, guide_run: str | None = None) -> None:
     from ganji.atomic import write_json_atomic
     from ganji.metrics.conditioning import evaluate_conditioning
 
@@ -29,8 +29,8 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         task = progress.add_task(f"requests to {model}", total=None)
         score, extra = evaluate_conditioning(home, model, run, per_request=per_request, guidance=guidance, seed=seed, sampler=sampler,
                                              steps=steps, batch_size=batch_size, device=device,
-                                             on_request=lambda _r: progress.advance(task))
-    result = {"model": model, "run": extra["run"].name, "step": extra["step"], **score.to_json()}
+                                             on_request=lambda _r: progress.advance(task), guide_run=guide_run)
+    result = {"model": model, "run": extra["run"].name, "step": extra["step"], "guide_run": extra["guide_run"], **score.to_json()}
     write_json_atomic(extra["run"].path / RESULTS_FILE, result)
     if picture is not None:
         from ganji.report.figures import conditioning_figure
@@ -43,7 +43,8 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"{model} run {extra['run'].name}: component requests, guidance {score.guidance:g}, {per_request} samples each")
+    guided = f" guided by {extra['guide_run']}" if extra["guide_run"] else ""
+    table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}, {per_request} samples each")
     numbers = ("hit rate", "each key", "unasked", "nearest has", "nearest, unasked", "novel")
     for col in ("request", "kind", "like", *numbers):
         table.add_column(col, justify="right" if col in numbers else "left")

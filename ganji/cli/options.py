@@ -16,6 +16,9 @@ Model = Enum("Model", {name: name for name in model_names()}, type=str)  # type:
 # For --sampler's help: each iterative model's samplers, and its default.
 SAMPLERS_HELP = "; ".join(f"{m.name} {'|'.join(m.sampling.names())}" for m in MODELS if m.sampling.iterative)
 DEFAULT_SAMPLERS = ", ".join(f"{m.name} {m.sampling.default}" for m in MODELS if m.sampling.iterative)
+GUIDE_RUN_HELP = (f"Autoguidance (Karras et al. 2024; {', '.join(m.name for m in MODELS if m.sampling.iterative)}): guide with this weaker run of "
+                  "the same model (trained the same way for fewer epochs), pushing away from its mistakes; "
+                  "--guidance sets how hard.")
 
 
 def _home_of(ctx: typer.Context) -> Path:

@@ -224,9 +224,12 @@ def evaluate_conditioning(
     batch_size: int = 250,
     device: str = "auto",
     on_request: Callable[[Request], None] | None = None,
+    guide_run: str | None = None,
 ) -> tuple[ConditioningScore, dict[str, Any]]:
     """The request suite on a conditional run: its score, and what reporting it needs (the run, the
-    checkpoint's step, the samples of every request, the dataset)."""
+    checkpoint's step, the samples of every request, the dataset). With `guide_run`, requests are
+    autoguided by that run (ganji.recipes.unet_recipe); the unconditional samples (chance, FID
+    baseline) stay the run's own, unguided, so that every row is measured against the same baseline."""
     from ganji.data.store import load_dataset
     from ganji.errors import GanjiError
     from ganji.features.component_net import load_component_net
@@ -235,12 +238,13 @@ def evaluate_conditioning(
     from ganji.metrics.protocol import dataset_features
     from ganji.runs import find_run
     from ganji.runtime.device import resolve_device
-    from ganji.sampling import DEFAULT_GUIDANCE, SampleRequest, generate, load_model
+    from ganji.sampling import DEFAULT_AUTOGUIDANCE, DEFAULT_GUIDANCE, SampleRequest, generate, load_model
 
     if per_request < 4:
         raise GanjiError(f"--per-request must be at least 4 (got {per_request})")
     run = find_run(home, model, run_name)
-    loaded = load_model(home, model, run.name, None, device)
+    loaded = load_model(home, model, run.name, None, device, guide_run=guide_run)
+    guided = loaded.guide is not None
     if not loaded.recipe.conditional:
         raise GanjiError(f"run {model}/{run.name} was trained without --condition components: there is nothing to ask it for")
     dataset = load_dataset(home, str(loaded.meta.get("config", {}).get("dataset", "kanji")))
@@ -254,16 +258,17 @@ def evaluate_conditioning(
     requests = request_suite(vocabulary, dataset.components, list(dataset.manifest.get("codepoints", [])), set(recogniser.vocabulary), per_kind)
     if not requests:
         raise GanjiError(f"dataset {dataset.name!r} has too few labelled kanji for the request suite")
-    w = DEFAULT_GUIDANCE if guidance is None else guidance
+    w = (DEFAULT_AUTOGUIDANCE if guided else DEFAULT_GUIDANCE) if guidance is None else guidance
     drawn: dict[tuple[str, ...], torch.Tensor] = {}
 
     def draw(keys: tuple[str, ...], n: int, s: int) -> torch.Tensor:
         request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=s, batch_size=batch_size, sampler=sampler, steps=steps,
-                                        with_keys=list(keys) or None, guidance=w if keys else None)
+                                        with_keys=list(keys) or None, guidance=w if keys else (0.0 if guided else None), guided=guided)
         images = generate(loaded, request)
         drawn[keys] = images
         return images
 
     score = score_requests(requests, draw, recogniser, extractor.features, dataset_features(home, dataset, extractor),
                            dataset.components, vocabulary, per_request, w, seed, on_request)
-    return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step}
+    return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step,
+                   "guide_run": loaded.guide.run_name if guided else None}

@@ -157,19 +157,22 @@ def evaluate_run(
     device: str = "auto",
     track: Track = _no_track,
     extras: dict[str, Any] | None = None,
+    guide_run: str | None = None,
+    guidance: float | None = None,
 ) -> Score:
     """Sample `n` images from a run (as `ganji sample` does) and score them; saved in the run folder.
 
-    `sampler`/`steps` as `SampleRequest.resolve` takes them (`strict=False`: one choice for several models)."""
+    `sampler`/`steps` as `SampleRequest.resolve` takes them (`strict=False`: one choice for several models);
+    `guide_run` and `guidance`: autoguidance by another run of the model (`ganji sample --guide-run`)."""
     from ganji.runs import find_run
     from ganji.sampling import SampleRequest, generate_tracked, load_model
 
     _check_n(n)
     start = time.perf_counter()
     run = find_run(home, model, run_name)
-    loaded = load_model(home, model, run.name, None, device)
+    loaded = load_model(home, model, run.name, None, device, guide_run=guide_run)
     request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps,
-                                    strict=strict, fallback=fallback)
+                                    strict=strict, fallback=fallback, guidance=guidance, guided=loaded.guide is not None)
     dataset_name = str(loaded.meta.get("config", {}).get("dataset", "kanji"))
     dataset = load_dataset(home, dataset_name)
     calls = loaded.recipe.model_calls(request.sampler)
@@ -180,6 +183,8 @@ def evaluate_run(
     details: dict[str, Any] = {"step": loaded.step, "seed": seed, "sample_seconds": round(sample_seconds, 3)}
     if request.sampler is not None:
         details.update(sampler=request.sampler.name, steps=request.sampler.steps or calls)
+    if loaded.guide is not None:
+        details.update(guide_run=loaded.guide.run_name, guidance=request.guidance)
     score = Score(
         model=model, run=run.name, n=n, extractor=extractor.name, seconds=round(time.perf_counter() - start, 3),
         dataset=dataset.name, details=details, **scores,

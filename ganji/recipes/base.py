@@ -139,17 +139,27 @@ class Recipe:
         on_step: OnStep | None = None,
         condition: torch.Tensor | None = None,
         guidance: float = 0.0,
+        guide: Recipe | None = None,
     ) -> torch.Tensor:
         """Images in `data_range` from `noise` (see make_noise), by `sample` on the sampling network
         (its EMA copy unless `use_ema` is False), in eval mode, without gradients. A conditional model
-        (ganji.recipes.unet_recipe) also takes `condition` (N x V multi-hot keys) and `guidance`."""
+        (ganji.recipes.unet_recipe) also takes `condition` (N x V multi-hot keys) and `guidance`; a
+        U-Net model also a `guide`, a weaker run of it for autoguidance (checked by `guide_mismatch`)."""
         extra: dict[str, Any] = {}
         if condition is not None:
             if not self.conditional:
                 raise GanjiError(f"this {self.model_name} run was trained without --condition components: it takes no components")
             extra = {"condition": condition.to(self.device, torch.float32), "guidance": guidance}
-        with self.sampling_net(self.sampling_network, use_ema) as net:
+        with contextlib.ExitStack() as stack:
+            net = stack.enter_context(self.sampling_net(self.sampling_network, use_ema))
+            if guide is not None:
+                extra.update(guidance=guidance, guide=stack.enter_context(guide.sampling_net(guide.sampling_network, use_ema)))
             return self.sample(net, noise.to(self.device), sampler, generator, on_step, **extra)
+
+    def guide_mismatch(self, guide: Recipe) -> str | None:
+        """Why `guide` cannot guide this model (autoguidance, ganji.recipes.unet_recipe), or None
+        when it can. Only the U-Net models take a guide."""
+        return f"the {self.model_name} model makes an image in one network pass: there is no sampler to guide"
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
                on_step: OnStep | None) -> torch.Tensor:

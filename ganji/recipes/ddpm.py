@@ -36,6 +36,7 @@ from ganji.recipes.unet_recipe import UNetRecipe
 
 class DDPMRecipe(UNetRecipe):
     model_name = "ddpm"
+    output_options = ("timesteps", "schedule", "prediction")
 
     def build(self) -> None:
         super().build()
@@ -61,9 +62,10 @@ class DDPMRecipe(UNetRecipe):
         return {"loss": loss.detach()}
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
-               on_step: OnStep | None, condition: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
+               on_step: OnStep | None, condition: torch.Tensor | None = None, guidance: float = 0.0,
+               guide: nn.Module | None = None) -> torch.Tensor:
         sampler = sampler or SamplerChoice("ancestral")
-        out, prediction = self.network_fn(net, condition=condition, guidance=guidance), self.cfg.options.prediction
+        out, prediction = self.network_fn(net, condition=condition, guidance=guidance, guide=guide), self.cfg.options.prediction
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return eps_from_prediction(prediction, self.schedule, out(x_t, t), x_t, t)

@@ -143,6 +143,7 @@ def _full(x: torch.Tensor, t: float) -> torch.Tensor:
 
 class FlowRecipe(UNetRecipe):
     model_name = "flow"
+    output_options = ("prediction", "edge_margin")
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor | None = None, made_up: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         o: FlowOptions = self.cfg.options
@@ -159,9 +160,10 @@ class FlowRecipe(UNetRecipe):
         return {"loss": loss.detach()}
 
     def sample(self, net: nn.Module, noise: torch.Tensor, sampler: SamplerChoice | None, generator: torch.Generator | None,
-               on_step: OnStep | None, condition: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
+               on_step: OnStep | None, condition: torch.Tensor | None = None, guidance: float = 0.0,
+               guide: nn.Module | None = None) -> torch.Tensor:
         sampler = sampler or SamplerChoice("euler", DEFAULT_SAMPLER_STEPS)
-        output, prediction = self.network_fn(net, TIME_SCALE, condition, guidance), self.cfg.options.prediction
+        output, prediction = self.network_fn(net, TIME_SCALE, condition, guidance, guide), self.cfg.options.prediction
         # Guidance mixes the network's outputs (for x0, the clean images) as it would velocities.
         velocity = output if prediction == "velocity" else lambda x, t: read_output(output(x, t), x, t, prediction, t_min=1e-6)
         if sampler.name == "euler":

@@ -36,6 +36,7 @@ MAX_SAMPLER_STEPS = 10_000
 DEFAULT_SAMPLER_STEPS = 50  # a step-choosing sampler (DDIM, Euler, Heun) without --steps
 DEFAULT_SAMPLE_BATCH = 256  # images generated at once
 DEFAULT_GUIDANCE = 3.0  # classifier-free guidance w when components are asked for (`ganji sample --with`)
+DEFAULT_AUTOGUIDANCE = 2.0  # autoguidance w with a guide run (`--guide-run`; Karras et al. 2024 use about 2)
 MAX_GUIDANCE = 100.0
 
 

@@ -6,11 +6,21 @@ output): out = out(x, t, ∅) + w · (out(x, t, y) - out(x, t, ∅)). w = 0 is t
 (only its pass runs), w = 1 the conditional one, w > 1 pushes further towards the request. The
 network's output (ε, v, x₀ or the flow's velocity) is affine in what every sampler derives from it,
 so guiding the output guides the sampler.
+
+Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself",
+arXiv:2406.02507, eq. 2) guides with a weaker run of the same model instead of the null label:
+out = out_guide(x, t, y) + w · (out(x, t, y) - out_guide(x, t, y)), y the request's label (none for an
+unconditional sample). The paper's argument: a guide trained the same way but less (fewer epochs;
+the paper also shrinks it) makes the same kind of mistakes, only more of them, so pushing away
+from it removes mistakes rather than variety, and it works without a condition too, where the null
+label has nothing to push from. `guide_mismatch` says which runs can guide which: their outputs
+must mean the same thing for their difference to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -103,6 +113,28 @@ class UNetRecipe(Recipe):
         implied = [component_key(split_key(k)[0], ANY) for k in keys]
         return multi_hot(list(dict.fromkeys([*keys, *(k for k in implied if k in vocabulary)])), vocabulary, n)
 
+    # Options that fix what the network's output means: a guide must share them (`guide_mismatch`).
+    output_options: ClassVar[tuple[str, ...]] = ()
+
+    def guide_mismatch(self, guide: Recipe) -> str | None:
+        """Why `guide` cannot guide this model, or None: it must be the same model at the same image
+        size, its output must mean the same (`output_options`), and for a conditional model it must
+        know the same components (a request means the same to both); its width, attention, epochs and
+        region maps may differ (that is what makes it weaker). An unconditional model may be guided
+        by a conditional run: its null label is an unconditional model."""
+        if type(guide) is not type(self):
+            return f"the guide is a {guide.model_name} run, not a {self.model_name} one"
+        if (guide.image_size, guide.channels) != (self.image_size, self.channels):
+            return (f"the guide draws {guide.image_size} px images with {guide.channels} channel(s), this run "
+                    f"{self.image_size} px with {self.channels}")
+        for name in self.output_options:
+            mine, theirs = getattr(self.cfg.options, name), getattr(guide.cfg.options, name)
+            if mine != theirs:
+                return f"the guide was trained with --{name.replace('_', '-')} {theirs}, this run with {mine}: their outputs differ in meaning"
+        if self.conditional and list(getattr(guide.cfg.options, "vocabulary", [])) != list(self.cfg.options.vocabulary):
+            return "the guide was not trained on the same components (--condition components on the same dataset)"
+        return None
+
     def wire(self) -> None:
         self._forward = self.parallel(self.nets["unet"])
 
@@ -122,15 +154,21 @@ class UNetRecipe(Recipe):
         return self.world.draw(n, lambda m: torch.empty((m, *shape), dtype=like.dtype, device=like.device, memory_format=fmt).normal_())
 
     def network_fn(self, net: nn.Module, time_scale: float = 1.0, condition: torch.Tensor | None = None,
-                   guidance: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+                   guidance: float = 0.0, guide: nn.Module | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """net(x, time_scale · t) as the samplers call it: under the run's autocast, in its memory
-        format, the output in float32. With a `condition` (N x V keys) and `guidance` w != 0: the
-        guided output (module docstring), both passes in one network call of 2N images."""
+        format, the output in float32. With `guidance` w != 0 and a `guide` network: autoguidance,
+        with or without a `condition`; with a `condition` (N x V keys) alone: classifier-free guidance,
+        both passes in one network call of 2N images (module docstring). w = 0: the plain network."""
         fmt = self.precision.memory_format()
 
         def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             t = t * time_scale if time_scale != 1.0 else t
             with self.precision.autocast():
+                if guide is not None and guidance != 0:
+                    x = x.contiguous(memory_format=fmt)
+                    given = () if condition is None else (condition,)
+                    main, weak = net(x, t, *given).float(), guide(x, t, *given).float()
+                    return weak + guidance * (main - weak)
                 if condition is None or guidance == 0:
                     return net(x.contiguous(memory_format=fmt), t).float()
                 both = net(torch.cat([x, x]).contiguous(memory_format=fmt), torch.cat([t, t]),
