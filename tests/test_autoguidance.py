@@ -111,8 +111,8 @@ def test_which_runs_can_guide(runs: Path) -> None:
     assert "the guide is a ddpm run, not a flow one" in str(small.guide_mismatch(ddpm))
     assert "--schedule linear" in str(ddpm.guide_mismatch(recipe("ddpm", 16, schedule="linear")))
     assert "one network pass" in str(recipe("gan", 16).guide_mismatch(recipe("gan", 16)))
+    train(runs, "vae", {**TINY, "max_steps": 1, "options": {"latent_dim": 4}}, run_name="v")
     with pytest.raises(GanjiError, match="--guide-run applies to the iterative models"):
-        train(runs, "vae", {**TINY, "max_steps": 1, "options": {"latent_dim": 4}}, run_name="v")
         load_model(runs, "vae", "v", device="cpu", guide_run="v2")
 
 
