@@ -61,13 +61,20 @@ def test_the_compiled_step_traces_without_graph_breaks_and_trains_like_eager(mod
     compiled = _recipe(model, Precision(CPU, bf16=fast, channels_last=fast, compile=True))
     assert compiled.compiled and calls == [{}]  # the default mode: torch.compile(net), nothing else
     losses, weights = _steps(compiled, images, 3)
-    # fp32: the same arithmetic. bf16: the traced graph may round at other places (8-bit mantissa);
-    # where a gradient is near 0 its sign can flip, and Adam's normalised update (±lr at first)
-    # then differs by up to 2 lr per step: 6 lr after 3 steps.
-    rel, atol = (5e-3, 6 * compiled.cfg.lr) if fast else (1e-5, 1e-5)
+    # bf16: the traced graph may round at other places (8-bit mantissa); where a gradient is near 0
+    # its sign can flip, and Adam's normalised update (±lr at first) then differs by up to 2 lr per
+    # step: 6 lr after 3 steps. fp32: the same arithmetic but for the order of some sums (AOT
+    # autograd's decompositions; a CPU without AVX takes other kernels), so the same sign flips can
+    # move a few weights whose gradient is ~0 as far; every other weight must agree to fp32 rounding.
+    rel = 5e-3 if fast else 1e-5
     for ours, theirs in zip(losses, eager_losses):
         assert ours == pytest.approx(theirs, rel=rel)
-    torch.testing.assert_close(weights, eager_weights, rtol=0 if fast else 1e-4, atol=atol)
+    if fast:
+        torch.testing.assert_close(weights, eager_weights, rtol=0, atol=6 * compiled.cfg.lr)
+    else:
+        agree = torch.isclose(weights, eager_weights, rtol=1e-4, atol=1e-5)
+        assert agree.float().mean() >= 0.999, f"{int((~agree).sum())} of {agree.numel()} weights differ"
+        assert (weights - eager_weights).abs().max() <= 6 * compiled.cfg.lr
     _, initial = _steps(_recipe(model, Precision(CPU, bf16=False, channels_last=False, compile=False)), images, 0)
     assert (weights - initial).abs().max() > 1e-4  # the steps did train
 

@@ -12,7 +12,7 @@ from ganji.data.prepare import bundled_font
 from ganji.data.render import GlyphRenderer, inspect_font
 from ganji.errors import GanjiError
 from ganji.features.component_net import COMPONENT_NET_PATH, load_component_net
-from ganji.metrics.conditioning import Request, request_suite, score_requests
+from ganji.metrics.conditioning import Request, real_parts, request_suite, score_requests
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,9 @@ def test_shipped_weights_are_pinned_and_validated(recogniser, tmp_path: Path) ->
     # Made-up kanji (one held-out kanji's first part with another's second): new combinations.
     made_up = v["made_up_of_held_out_characters"]
     assert made_up["precision"] >= 0.8 and made_up["recall"] >= 0.8 and made_up["all_keys_found"] >= 0.7
+    # Parts it trained on in combinations it did not, in the held-out font: what a new pair asks it to read.
+    known_parts = v["made_up_of_trained_characters_held_out_font"]
+    assert known_parts["precision"] >= 0.9 and known_parts["recall"] >= 0.9 and known_parts["all_keys_found"] >= 0.85
     damaged = tmp_path / "component_net.safetensors"
     damaged.write_bytes(COMPONENT_NET_PATH.read_bytes()[:-1] + b"\0")
     with pytest.raises(GanjiError, match="not the pinned"):
@@ -132,3 +135,47 @@ def test_request_suite_and_scores(recogniser) -> None:
     assert all(s.novelty == 1.0 for s in good.requests)  # 村 and 湖 are not in the "dataset"
     assert good.fid_conditioned is not None and good.real_n > 0
     assert good.by_kind()["existing"]["hit_rate"] == 1.0 and bad.by_kind()["single"]["hit_rate"] == 0.0
+
+
+def test_real_parts_are_the_dataset_read_the_same_way(recogniser) -> None:
+    # A small real dataset, labelled by hand as KanjiVG labels it at depth 1.
+    chars = "林村湖洋語花休"
+    labelled = {"林": ["木:left", "木:right"], "村": ["木:left", "寸:right"], "湖": ["氵:left", "胡:right"],
+                "洋": ["氵:left", "羊:right"], "語": ["言:left", "吾:right"], "花": ["艹:top", "化:bottom"], "休": ["亻:left", "木:right"]}
+    positioned = sorted({k for keys in labelled.values() for k in keys} | {"口:bottom"})
+    vocab = positioned + sorted({k.split(":")[0] + ":any" for k in positioned})
+    column = {k: i for i, k in enumerate(vocab)}
+    labels = np.zeros((len(chars), len(vocab)), bool)
+    for row, c in enumerate(chars):
+        for key in labelled[c]:
+            labels[row, column[key]] = labels[row, column[key.split(":")[0] + ":any"]] = True
+    images = render(chars)
+
+    # A new pair here: 語's 言 beside 村's 寸 (討), cut at the gap between the parts.
+    speak_inch = real_parts(Request(("言:left", "寸:right"), "new"), images, labels, column, 8, seed=0)
+    assert speak_inch is not None and speak_inch.shape == (8, 1, 32, 32) and speak_inch.dtype == torch.uint8
+    assert recogniser.finds_all(speak_inch, ["言:left", "寸:right"]).all()
+    assert torch.equal(speak_inch[:, :, :, :8], images[4:5, :, :, :8].expand(8, -1, -1, -1))  # 語's left part, as it is
+    # A single key: the real kanji that have it, as they are (the rows the FID compares against).
+    wood_left = real_parts(Request(("木:left",), "single"), images, labels, column, 8, seed=0)
+    assert torch.equal(wood_left, images[[0, 1]])
+    assert real_parts(Request(("艹:top", "口:bottom"), "new"), images, labels, column, 8, seed=0) is None  # no 口 below to cut
+
+    # score_requests reads them beside the model's samples: the same keys, the same recogniser.
+    def ignores_requests(keys, n, seed):
+        return images[6:7].expand(n, -1, -1, -1).clone()  # 休, whatever is asked
+
+    def feats(x: torch.Tensor) -> np.ndarray:
+        return torch.nn.functional.avg_pool2d(x.float(), 8).flatten(1).double().numpy()
+
+    suite = [Request(("言:left", "寸:right"), "new"), Request(("艹:top", "口:bottom"), "new"), Request(("氵:left",), "single")]
+    score = score_requests(suite, ignores_requests, recogniser, feats, feats(images), torch.from_numpy(labels).to(torch.uint8),
+                           vocab, 4, 3.0, dataset_images=images)
+    assert [s.real_hit_rate for s in score.requests] == [1.0, None, 1.0]
+    assert [s.hit_rate for s in score.requests] == [0.0, 0.0, 0.0]  # 休 has none of them
+    new = score.by_kind()["new"]
+    assert new["real_hit_rate"] == 1.0 and new["real_requests"] == 1 and new["requests"] == 2 and new["hit_rate_where_real"] == 0.0
+    assert score.requests[0].to_json()["real_hit_rate"] == 1.0 and score.requests[0].real_found_each == [1.0, 1.0]
+    assert new["real_first_found"] == 1.0 and new["real_second_found"] == 1.0
+    without = score_requests(suite[:1], ignores_requests, recogniser, feats, feats(images), torch.from_numpy(labels).to(torch.uint8), vocab, 4, 3.0)
+    assert without.requests[0].real_hit_rate is None and "real_hit_rate" not in without.by_kind()["new"]

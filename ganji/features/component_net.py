@@ -32,7 +32,7 @@ from ganji.features.kanji_net import KanjiNet, prepare_input
 
 COMPONENT_NET_PATH = Path(__file__).resolve().parent.parent / "assets" / "features" / "component_net.safetensors"
 # Pinned: the file made by `python -m ganji.features.train_component_net` (its docstring's command).
-COMPONENT_NET_SHA256 = "f202ecec2ae89fd5fe826ea6a9e9c64c4cb54f4be7101475a7e320de8d46e292"
+COMPONENT_NET_SHA256 = "e739a2894943710966e7ea08dd0e631bc52bac3259968ea717e23c4b1ad7cab6"
 METADATA_KEY = "component_net"
 
 

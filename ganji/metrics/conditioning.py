@@ -19,6 +19,11 @@ checks them:
   for ComponentNet to name it;
 - novelty: the share of samples that are not copies of a dataset kanji (KanjiNet features, the
   threshold of ganji.metrics.manifold.novelty);
+- real parts: the hit rate of the dataset itself for the same keys, the most a model drawing as
+  well as the font could score by ComponentNet's reading: for a single key, the real kanji that have
+  it (those the FID compares against); for a pair, made-up kanji of real parts (its first part cut
+  from a real two-part kanji, its second from another, as ganji.features.component_mix cuts them),
+  so that "new" pairs have a reference too;
 - FID (single-key requests pooled): the conditioned samples against as many real kanji with the same
   keys, and, as the baseline that says whether conditioning moved anything, the same model's
   unconditional samples (guidance 0) against the same real kanji.
@@ -110,9 +115,12 @@ class RequestScore:
     nearest_has: float = 0.0  # share of samples whose nearest real kanji has every requested key
     nearest_chance: float = 0.0  # the same for the model's unconditional samples
     found_each: list[float] = field(default_factory=list)  # per requested key: the share of samples it is found in
+    real_hit_rate: float | None = None  # the hit rate of real parts with the same keys (module docstring); None: none to cut
+    real_found_each: list[float] = field(default_factory=list)  # per requested key: the share of real parts it is found in
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self.request), "hit_rate": self.hit_rate, "chance": self.chance, "nearest_has": self.nearest_has,
+        return {**asdict(self.request), "hit_rate": self.hit_rate, "real_hit_rate": self.real_hit_rate,
+                "real_found_each": dict(zip(self.request.keys, self.real_found_each)), "chance": self.chance, "nearest_has": self.nearest_has,
                 "nearest_chance": self.nearest_chance, "novelty": self.novelty, "samples": self.samples,
                 "found_each": dict(zip(self.request.keys, self.found_each))}
 
@@ -139,12 +147,57 @@ class ConditioningScore:
                     out[kind]["first_found"] = float(np.mean([s.found_each[0] for s in scores]))
                     out[kind]["second_found"] = float(np.mean([s.found_each[1] for s in scores]))
                 out[kind]["requests"] = len(scores)
+                referenced = [s for s in scores if s.real_hit_rate is not None]
+                if referenced:  # over the requests that have real parts; the model's hit rate on those alone beside it
+                    out[kind]["real_hit_rate"] = float(np.mean([s.real_hit_rate for s in referenced]))
+                    out[kind]["hit_rate_where_real"] = float(np.mean([s.hit_rate for s in referenced]))
+                    out[kind]["real_requests"] = len(referenced)
+                    if all(len(s.real_found_each) == 2 for s in referenced):
+                        out[kind]["real_first_found"] = float(np.mean([s.real_found_each[0] for s in referenced]))
+                        out[kind]["real_second_found"] = float(np.mean([s.real_found_each[1] for s in referenced]))
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {"guidance": self.guidance, "per_request": self.per_request, "by_kind": self.by_kind(),
                 "fid_conditioned": self.fid_conditioned, "fid_unconditioned": self.fid_unconditioned, "real_n": self.real_n,
                 "requests": [s.to_json() for s in self.requests]}
+
+
+def rows_with(has: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Up to `n` of the rows where `has` (N bools) holds, drawn without replacement, in order."""
+    have = np.flatnonzero(has)
+    return np.sort(np.random.default_rng(seed).choice(have, size=min(n, len(have)), replace=False))
+
+
+def real_parts(
+    request: Request, images: torch.Tensor, labels: np.ndarray, column: dict[str, int], n: int, seed: int
+) -> torch.Tensor | None:
+    """Up to `n` real renderings with a request's keys (module docstring: "real parts"), or None when
+    the dataset has none to cut. `images`: the dataset (uint8 N x 1 x S x S), `labels` its multi-hot
+    keys (N x V bools, columns `column`). A pair's parts come from the real kanji that the labels
+    make two-part (exactly two positioned keys, left + right or top + bottom, the suite's rule)."""
+    from ganji.features.component_mix import LEFT_RIGHT, TOP_BOTTOM, compose, cut_lines
+
+    if len(request.keys) == 1:
+        rows = rows_with(labels[:, column[request.keys[0]]], n, seed)
+        return images[torch.from_numpy(rows)] if len(rows) else None
+    rng = np.random.default_rng(seed)
+    first, second = request.keys
+    kind = LEFT_RIGHT if split_key(first)[1] == "left" else TOP_BOTTOM
+    wanted = {LEFT_RIGHT: ("left", "right"), TOP_BOTTOM: ("top", "bottom")}[kind]
+    positioned = np.array([not k.endswith(":any") for k in column])
+    by_position = {p: np.array([split_key(k)[1] == p for k in column]) for p in wanted}
+    two_part = (labels[:, positioned].sum(axis=1) == 2) & labels[:, by_position[wanted[0]]].any(axis=1) & labels[:, by_position[wanted[1]]].any(axis=1)
+    firsts = np.flatnonzero(two_part & labels[:, column[first]])
+    seconds = np.flatnonzero(two_part & labels[:, column[second]])
+    if not len(firsts) or not len(seconds):
+        return None
+    a, b = rng.choice(firsts, size=n), rng.choice(seconds, size=n)
+    cuts_a = cut_lines(images[torch.from_numpy(a), 0].numpy(), kind)
+    cuts_b = cut_lines(images[torch.from_numpy(b), 0].numpy(), kind)
+    made = [compose(images[i].float() / 255, images[j].float() / 255, int(cuts_a[0][m]), int(cuts_b[1][m]), kind)
+            for m, (i, j) in enumerate(zip(a.tolist(), b.tolist()))]
+    return torch.stack(made).mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
 def score_requests(
@@ -159,17 +212,22 @@ def score_requests(
     guidance: float,
     seed: int = 0,
     on_request: Callable[[Request], None] | None = None,
+    dataset_images: torch.Tensor | None = None,
 ) -> ConditioningScore:
     """Hit rate, chance and novelty of every request, and the pooled FID of the single-key ones.
 
     `generate(keys, n, seed)` draws n samples for a request (keys = () for unconditional ones),
     `features` maps uint8 images to KanjiNet features, `dataset_features` are every dataset image's.
     The unconditional samples (as many as the single-key requests', at least 4 requests' worth) give
-    every request's chance and the FID baseline.
+    every request's chance and the FID baseline. With `dataset_images` (uint8, row for row with
+    `dataset_features`), every request's real parts are read too (`real_parts`).
     """
     threshold = copy_threshold(dataset_features)
     column = {key: i for i, key in enumerate(vocabulary)}
     labels = dataset_components.bool().numpy()
+
+    def shares(found: torch.Tensor, keys: tuple[str, ...]) -> list[float]:
+        return [float(recogniser.hits(found, [key]).float().mean()) for key in keys]
 
     def nearest_have(rows: np.ndarray, keys: tuple[str, ...]) -> float:
         return float(labels[rows][:, [column[k] for k in keys]].all(axis=1).mean())
@@ -183,14 +241,17 @@ def score_requests(
         hits = recogniser.hits(found, list(request.keys))
         feats = features(images)
         distances, rows = nearest_neighbours(feats, dataset_features)
-        scores.append(RequestScore(request, float(hits.float().mean()), float((distances >= threshold).mean()), len(images),
-                                   rows.tolist(), nearest_has=nearest_have(rows, request.keys),
-                                   found_each=[float(recogniser.hits(found, [key]).float().mean()) for key in request.keys]))
+        score = RequestScore(request, float(hits.float().mean()), float((distances >= threshold).mean()), len(images), rows.tolist(),
+                             nearest_has=nearest_have(rows, request.keys), found_each=shares(found, request.keys))
+        reference = None if dataset_images is None else real_parts(request, dataset_images, labels, column, per_request, seed + k)
+        if reference is not None:
+            real_found = recogniser.found(reference)
+            score.real_hit_rate = float(recogniser.hits(real_found, list(request.keys)).float().mean())
+            score.real_found_each = shares(real_found, request.keys)
+        scores.append(score)
         if request.kind == "single":
             fake_single.append(feats)
-            have = np.flatnonzero(labels[:, column[request.keys[0]]])
-            pick = np.random.default_rng(seed + k).choice(have, size=min(per_request, len(have)), replace=False)
-            real_rows.append(np.sort(pick))
+            real_rows.append(rows_with(labels[:, column[request.keys[0]]], per_request, seed + k))  # = its real parts
         if on_request is not None:
             on_request(request)
     plain = generate((), max(sum(len(f) for f in fake_single), 4 * per_request), seed + len(requests))
@@ -269,6 +330,6 @@ def evaluate_conditioning(
         return images
 
     score = score_requests(requests, draw, recogniser, extractor.features, dataset_features(home, dataset, extractor),
-                           dataset.components, vocabulary, per_request, w, seed, on_request)
+                           dataset.components, vocabulary, per_request, w, seed, on_request, dataset.images)
     return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step,
                    "guide_run": loaded.guide.run_name if guided else None}
