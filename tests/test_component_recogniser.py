@@ -11,6 +11,7 @@ import torch
 from ganji.data.prepare import bundled_font
 from ganji.data.render import GlyphRenderer, inspect_font
 from ganji.errors import GanjiError
+from ganji.features.component_mix import label_structure
 from ganji.features.component_net import COMPONENT_NET_PATH, load_component_net
 from ganji.metrics.conditioning import Request, real_parts, request_suite, score_requests
 
@@ -150,16 +151,17 @@ def test_real_parts_are_the_dataset_read_the_same_way(recogniser) -> None:
         for key in labelled[c]:
             labels[row, column[key]] = labels[row, column[key.split(":")[0] + ":any"]] = True
     images = render(chars)
+    structure = label_structure(labels, vocab)
 
     # A new pair here: 語's 言 beside 村's 寸 (討), cut at the gap between the parts.
-    speak_inch = real_parts(Request(("言:left", "寸:right"), "new"), images, labels, column, 8, seed=0)
+    speak_inch = real_parts(Request(("言:left", "寸:right"), "new"), images, labels, structure, column, 8, seed=0)
     assert speak_inch is not None and speak_inch.shape == (8, 1, 32, 32) and speak_inch.dtype == torch.uint8
     assert recogniser.finds_all(speak_inch, ["言:left", "寸:right"]).all()
     assert torch.equal(speak_inch[:, :, :, :8], images[4:5, :, :, :8].expand(8, -1, -1, -1))  # 語's left part, as it is
     # A single key: the real kanji that have it, as they are (the rows the FID compares against).
-    wood_left = real_parts(Request(("木:left",), "single"), images, labels, column, 8, seed=0)
+    wood_left = real_parts(Request(("木:left",), "single"), images, labels, structure, column, 8, seed=0)
     assert torch.equal(wood_left, images[[0, 1]])
-    assert real_parts(Request(("艹:top", "口:bottom"), "new"), images, labels, column, 8, seed=0) is None  # no 口 below to cut
+    assert real_parts(Request(("艹:top", "口:bottom"), "new"), images, labels, structure, column, 8, seed=0) is None  # no 口 below to cut
 
     # score_requests reads them beside the model's samples: the same keys, the same recogniser.
     def ignores_requests(keys, n, seed):

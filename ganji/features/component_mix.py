@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganji.data.components import ANY, component_key, kanjivg_components
+from ganji.data.components import ANY, component_key, kanjivg_components, split_key
 
 LEFT_RIGHT, TOP_BOTTOM = 1, 2  # a kanji's two-part structure; 0: neither
-_FIRST = {LEFT_RIGHT: "left", TOP_BOTTOM: "top"}
-_SECOND = {LEFT_RIGHT: "right", TOP_BOTTOM: "bottom"}
+FIRST_POSITION = {LEFT_RIGHT: "left", TOP_BOTTOM: "top"}
+SECOND_POSITION = {LEFT_RIGHT: "right", TOP_BOTTOM: "bottom"}
 GAP_INK = 255  # a line with at most one full pixel's ink (anti-aliasing's fringes) is a gap
 
 
@@ -51,9 +51,21 @@ def two_part_structure(pairs: list[tuple[str, str]] | None) -> int:
         return 0
     positions = [p for _, p in pairs]
     for kind in (LEFT_RIGHT, TOP_BOTTOM):
-        if positions == [_FIRST[kind], _SECOND[kind]]:
+        if positions == [FIRST_POSITION[kind], SECOND_POSITION[kind]]:
             return kind
     return 0
+
+
+def label_structure(labels: np.ndarray, vocabulary: list[str]) -> np.ndarray:
+    """`two_part_structure` of every row of multi-hot labels (N x V bools over `vocabulary`), from its
+    positioned keys (not the "C:any" ones): N int8, LEFT_RIGHT, TOP_BOTTOM or 0."""
+    position = np.array([split_key(k)[1] for k in vocabulary])
+    two = labels[:, position != ANY].sum(axis=1) == 2
+    out = np.zeros(len(labels), np.int8)
+    for kind in (LEFT_RIGHT, TOP_BOTTOM):
+        has = [labels[:, position == p].any(axis=1) for p in (FIRST_POSITION[kind], SECOND_POSITION[kind])]
+        out[two & has[0] & has[1]] = kind
+    return out
 
 
 def parts_of(pairs_per_char: list[list[tuple[str, str]] | None], vocabulary: list[str]) -> Parts:

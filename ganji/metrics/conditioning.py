@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ganji.data.components import split_key
+from ganji.features.component_mix import label_structure
 from ganji.features.component_net import ComponentRecogniser
 from ganji.metrics.frechet import fid_from_features
 from ganji.metrics.manifold import copy_threshold, nearest_neighbours
@@ -81,12 +82,11 @@ def request_suite(
     # Existing: kanji with exactly two positional keys, left + right or top + bottom.
     existing: list[Request] = []
     seen: set[tuple[str, ...]] = set()
-    for row, cp in enumerate(codepoints):
+    for row in np.flatnonzero(label_structure(labels, vocabulary)):
         keys = tuple(vocabulary[i] for i in np.flatnonzero(labels[row]) if not vocabulary[i].endswith(":any"))
-        positions = sorted(split_key(k)[1] for k in keys)
-        if len(keys) == 2 and positions in (["left", "right"], ["bottom", "top"]) and all(k in known for k in keys) and keys not in seen:
+        if all(k in known for k in keys) and keys not in seen:
             seen.add(keys)
-            existing.append(Request(tuple(sorted(keys, key=lambda k: split_key(k)[1] not in ("left", "top"))), "existing", chr(cp)))
+            existing.append(Request(tuple(sorted(keys, key=lambda k: split_key(k)[1] not in ("left", "top"))), "existing", chr(codepoints[row])))
     existing.sort(key=lambda r: (-min(counts[column[k]] for k in r.keys), r.keys))
 
     # New: frequent left and right keys never seen together.
@@ -170,12 +170,12 @@ def rows_with(has: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def real_parts(
-    request: Request, images: torch.Tensor, labels: np.ndarray, column: dict[str, int], n: int, seed: int
+    request: Request, images: torch.Tensor, labels: np.ndarray, structure: np.ndarray, column: dict[str, int], n: int, seed: int
 ) -> torch.Tensor | None:
     """Up to `n` real renderings with a request's keys (module docstring: "real parts"), or None when
     the dataset has none to cut. `images`: the dataset (uint8 N x 1 x S x S), `labels` its multi-hot
-    keys (N x V bools, columns `column`). A pair's parts come from the real kanji that the labels
-    make two-part (exactly two positioned keys, left + right or top + bottom, the suite's rule)."""
+    keys (N x V bools, columns `column`), `structure` their `label_structure`: a pair's parts come
+    from the real kanji that the labels make two-part, the suite's rule for existing pairs."""
     from ganji.features.component_mix import LEFT_RIGHT, TOP_BOTTOM, compose, cut_lines
 
     if len(request.keys) == 1:
@@ -184,10 +184,7 @@ def real_parts(
     rng = np.random.default_rng(seed)
     first, second = request.keys
     kind = LEFT_RIGHT if split_key(first)[1] == "left" else TOP_BOTTOM
-    wanted = {LEFT_RIGHT: ("left", "right"), TOP_BOTTOM: ("top", "bottom")}[kind]
-    positioned = np.array([not k.endswith(":any") for k in column])
-    by_position = {p: np.array([split_key(k)[1] == p for k in column]) for p in wanted}
-    two_part = (labels[:, positioned].sum(axis=1) == 2) & labels[:, by_position[wanted[0]]].any(axis=1) & labels[:, by_position[wanted[1]]].any(axis=1)
+    two_part = structure == kind
     firsts = np.flatnonzero(two_part & labels[:, column[first]])
     seconds = np.flatnonzero(two_part & labels[:, column[second]])
     if not len(firsts) or not len(seconds):
@@ -225,6 +222,7 @@ def score_requests(
     threshold = copy_threshold(dataset_features)
     column = {key: i for i, key in enumerate(vocabulary)}
     labels = dataset_components.bool().numpy()
+    structure = label_structure(labels, vocabulary)
 
     def shares(found: torch.Tensor, keys: tuple[str, ...]) -> list[float]:
         return [float(recogniser.hits(found, [key]).float().mean()) for key in keys]
@@ -243,7 +241,7 @@ def score_requests(
         distances, rows = nearest_neighbours(feats, dataset_features)
         score = RequestScore(request, float(hits.float().mean()), float((distances >= threshold).mean()), len(images), rows.tolist(),
                              nearest_has=nearest_have(rows, request.keys), found_each=shares(found, request.keys))
-        reference = None if dataset_images is None else real_parts(request, dataset_images, labels, column, per_request, seed + k)
+        reference = None if dataset_images is None else real_parts(request, dataset_images, labels, structure, column, per_request, seed + k)
         if reference is not None:
             real_found = recogniser.found(reference)
             score.real_hit_rate = float(recogniser.hits(real_found, list(request.keys)).float().mean())
