@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ganji.data.components import split_key
-from ganji.features.component_mix import label_structure
+from ganji.features.component_mix import FIRST_POSITION, label_structure
 from ganji.features.component_net import ComponentRecogniser
 from ganji.metrics.frechet import fid_from_features
 from ganji.metrics.manifold import copy_threshold, nearest_neighbours
@@ -86,7 +86,7 @@ def request_suite(
         keys = tuple(vocabulary[i] for i in np.flatnonzero(labels[row]) if not vocabulary[i].endswith(":any"))
         if all(k in known for k in keys) and keys not in seen:
             seen.add(keys)
-            existing.append(Request(tuple(sorted(keys, key=lambda k: split_key(k)[1] not in ("left", "top"))), "existing", chr(codepoints[row])))
+            existing.append(Request(tuple(sorted(keys, key=lambda k: split_key(k)[1] not in FIRST_POSITION.values())), "existing", chr(codepoints[row])))
     existing.sort(key=lambda r: (-min(counts[column[k]] for k in r.keys), r.keys))
 
     # New: frequent left and right keys never seen together.
