@@ -233,3 +233,46 @@ def test_help_shows_the_defaults(home: Path) -> None:
         assert proc.returncode == 0
         for text in wanted:
             assert text in proc.stdout, (args, text)
+
+
+def test_init_from_starts_with_the_source_weights_and_a_fresh_schedule(data: Path) -> None:
+    source = train(data, "ddpm", tiny("ddpm", max_steps=3), run_name="source")
+    fresh = train(data, "ddpm", tiny("ddpm", max_steps=1, lr=1e-12), run_name="fresh")
+    warm = train(data, "ddpm", tiny("ddpm", max_steps=1, lr=1e-12, init_from="source"), run_name="warm")
+    a, f, w = (weights(r.run.checkpoint_path) for r in (source, fresh, warm))
+    nets = [k for k in a if k.startswith("net.")]
+    assert nets
+    # One step at a learning rate of 1e-12 barely moves the weights: the warm run holds the
+    # source's, the fresh run its own initialisation.
+    assert all(torch.allclose(w[k], a[k], atol=1e-6) for k in nets)
+    assert not all(torch.allclose(f[k], a[k], atol=1e-6) for k in nets)
+    config = json.loads(warm.run.config_path.read_text())
+    assert config["initialised_from"] == {"run": "source", "step": 3}
+    assert config["config"]["init_from"] == "source"
+    # The schedule starts afresh: the warm run plans its own steps from step 0.
+    assert warm.step == 1 and "initialised_from" not in json.loads(fresh.run.config_path.read_text())
+
+
+def test_init_from_resumes_exactly_without_loading_the_source_again(data: Path) -> None:
+    train(data, "ddpm", tiny("ddpm", max_steps=2), run_name="source")
+    straight = train(data, "ddpm", tiny("ddpm", max_steps=4, init_from="source"), run_name="straight")
+    train(data, "ddpm", tiny("ddpm", max_steps=2, init_from="source"), run_name="split")
+    # The source moves on before the split run resumes: a resume must not read it again.
+    train(data, "ddpm", {"max_steps": 4}, run_name="source", resume=True)
+    second = train(data, "ddpm", {"max_steps": 4}, run_name="split", resume=True)
+    a, b = weights(straight.run.checkpoint_path), weights(second.run.checkpoint_path)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_from_errors(data: Path) -> None:
+    with pytest.raises(GanjiError, match="no ddpm run named 'missing'"):
+        train(data, "ddpm", tiny("ddpm", max_steps=1, init_from="missing"), run_name="x")
+    train(data, "vae", tiny("vae", max_steps=1), run_name="v")
+    with pytest.raises(GanjiError, match="no ddpm run named 'v'"):
+        train(data, "ddpm", tiny("ddpm", max_steps=1, init_from="v"), run_name="x")
+    train(data, "ddpm", tiny("ddpm", max_steps=1), run_name="narrow")
+    with pytest.raises(GanjiError, match=r"do not fit this run's networks \(they differ in --base-width\)"):
+        train(data, "ddpm", tiny("ddpm", max_steps=1, init_from="narrow", options={"base_width": 16}), run_name="wide")
+    assert not (data / "runs" / "ddpm" / "wide").exists()  # a failed new run leaves no folder
+    with pytest.raises(GanjiError, match="cannot change"):
+        train(data, "ddpm", {"init_from": "other"}, run_name="narrow", resume=True)

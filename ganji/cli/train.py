@@ -126,6 +126,7 @@ def train_command(
     dataset: Annotated[str | None, typer.Option(help="Prepared dataset name \\[default: kanji, prepared first if missing].", show_default=False, rich_help_panel=RUN, autocompletion=complete_dataset)] = None,
     run: Annotated[str | None, typer.Option(help="Run name \\[default: a timestamp; with --resume, the latest run].", show_default=False, rich_help_panel=RUN, autocompletion=complete_run)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the named (or latest) run from its checkpoint.", rich_help_panel=RUN)] = False,
+    init_from: Annotated[str | None, typer.Option(help="Start from the weights (and EMA) of another run of this model, its last checkpoint; the optimiser and the learning-rate schedule start afresh (fine-tuning, or a warm restart for more epochs) \\[default: fresh weights].", show_default=False, rich_help_panel=RUN, autocompletion=complete_run)] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop at this total step count of the run (0 = no limit) \\[default: 0].", show_default=False, rich_help_panel=RUN)] = None,
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many minutes, with a checkpoint (0 = none) \\[default: 0].", show_default=False, rich_help_panel=RUN)] = None,
     sample_every: Annotated[int | None, typer.Option(help="Save a sample grid every N epochs and at the end (0 = never) \\[default: 1].", show_default=False, rich_help_panel=RUN)] = None,
@@ -149,7 +150,7 @@ def train_command(
         "precision": precision, "compile": compile, "compile_mode": compile_mode, "ema_decay": ema_decay, "dataset": dataset,
         "max_steps": max_steps, "time_budget": time_budget, "sample_every": sample_every,
         "checkpoint_every": checkpoint_every, "log_every": log_every, "options": options,
-        "eval_every": eval_every, "eval_n": eval_n, "eval_features": eval_features,
+        "eval_every": eval_every, "eval_n": eval_n, "eval_features": eval_features, "init_from": init_from,
     }
     # Each value checked on its own before torch is imported, so that a mistyped option fails at
     # once; train() checks them again merged with a resumed run's.

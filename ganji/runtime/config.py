@@ -45,6 +45,7 @@ class TrainConfig:
     eval_every: int = 0  # epochs between FID evaluations (0: off); the best checkpoint is kept
     eval_n: int = 2000  # samples per evaluation
     eval_features: str = "kanji"  # kanji | inception
+    init_from: str = ""  # a run of the same model whose last weights (and EMA) start this one; "" = fresh weights
     options: Any = None  # the model's options dataclass (ganji.recipes.registry), with a validate() method
 
     def __post_init__(self) -> None:

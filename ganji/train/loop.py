@@ -3,7 +3,8 @@
 `ganji.train.start.train` sets a run up (a new folder, or checks before resuming one) and hands
 this loop a run, its config and its dataset. Stages of `TrainLoop`:
   1. set-up (`__init__`): device and precision; the prepared uint8 images moved to the device once;
-     the recipe (networks, optimisers, schedulers, EMA), restored from the checkpoint on resume;
+     the recipe (networks, optimisers, schedulers, EMA), restored from the checkpoint on resume
+     (or, for a new `--init-from` run, its networks and EMA from another run's checkpoint);
   2. the steps (`run`), each in named stages:
        next_batch   the epoch's permutation, drawn from a generator seeded by (seed, epoch), so any
                     step of any epoch can be resumed exactly; this step's slice of it, normalised
@@ -54,7 +55,7 @@ from ganji.errors import GanjiError
 from ganji.images import make_grid, save_image, to_uint8
 from ganji.recipes import spec
 from ganji.recipes.base import Recipe
-from ganji.runs import Run, remove_stale_temporaries
+from ganji.runs import Run, find_run, remove_stale_temporaries
 from ganji.runtime.checkpoint import CheckpointData, load_checkpoint, save_checkpoint
 from ganji.runtime.config import TrainConfig
 from ganji.runtime.device import Precision, choose_precision, device_name, peak_memory_mb, resolve_device, synchronize
@@ -206,6 +207,11 @@ class TrainLoop:
             cfg, self.n_images, dataset.size, dataset.channels, self.precision, world
         )
         self.stop_step = min(self.total_steps, cfg.max_steps) if cfg.max_steps else self.total_steps
+        # `--init-from`: a new run starts from another run's weights (a run resumed from its own
+        # checkpoint has them already); loading draws no random numbers, so the steps stay seeded.
+        self.initialised_from: dict[str, Any] | None = None
+        if not resume and cfg.init_from:
+            self.initialised_from = self._initialise_from(find_run(home or run.path.parents[2], cfg.model, cfg.init_from))
         self.step = 0
         train_seconds = 0.0
         self.metrics = MetricsLog(run.metrics_path)
@@ -255,8 +261,36 @@ class TrainLoop:
                 "processes": self.world.size,
                 "ganji": __version__,
                 "torch": torch.__version__,
+                **({"initialised_from": self.initialised_from} if self.initialised_from else {}),
             },
         )
+
+    def _check_fits(self, ckpt: CheckpointData, path: Path) -> None:
+        """A clear error when a checkpoint is of another model, image size or channel count."""
+        expect = {"model": self.cfg.model, "image_size": self.recipe.image_size, "channels": self.recipe.channels}
+        for key, want in expect.items():
+            if ckpt.meta.get(key) != want:
+                raise GanjiError(f"checkpoint {path} has {key}={ckpt.meta.get(key)!r}, but this run needs {want!r}")
+
+    def _initialise_from(self, source: Run) -> dict[str, Any]:
+        """Networks and EMA from `source`'s last checkpoint (optimisers and schedulers stay fresh);
+        returns what config.json records of it."""
+        ckpt = load_checkpoint(source.checkpoint_path)
+        self._check_fits(ckpt, source.checkpoint_path)
+        mine = getattr(self.cfg.options, "vocabulary", None)
+        theirs = ((ckpt.meta.get("config") or {}).get("options") or {}).get("vocabulary")
+        if mine and list(theirs or []) != list(mine):
+            raise GanjiError(f"run {source.model}/{source.name} conditions on other component keys than this run's dataset: "
+                             "its weights cannot start this run")
+        try:
+            self.recipe.load_state(ckpt, {}, weights_only=True)
+        except GanjiError:
+            theirs_options = (ckpt.meta.get("config") or {}).get("options") or {}
+            differ = sorted(k for k, v in self.cfg.options.__dict__.items() if k != "vocabulary" and k in theirs_options
+                            and (list(v) if isinstance(v, tuple) else v) != theirs_options[k])
+            hint = f" (they differ in {', '.join('--' + k.replace('_', '-') for k in differ)})" if differ else ""
+            raise GanjiError(f"the weights of run {source.model}/{source.name} do not fit this run's networks{hint}") from None
+        return {"run": source.name, "step": int(ckpt.meta.get("step", 0))}
 
     def _restore(self) -> float:
         """Weights, optimisers, schedulers, RNG and progress from the checkpoint; returns the training seconds so far."""
@@ -267,10 +301,7 @@ class TrainLoop:
             )
         ckpt = load_checkpoint(self.run.checkpoint_path)
         meta = ckpt.meta
-        expect = {"model": self.cfg.model, "image_size": self.recipe.image_size, "channels": self.recipe.channels}
-        for key, want in expect.items():
-            if meta.get(key) != want:
-                raise GanjiError(f"checkpoint {self.run.checkpoint_path} has {key}={meta.get(key)!r}, but this run needs {want!r}")
+        self._check_fits(ckpt, self.run.checkpoint_path)
         try:
             self.recipe.load_state(ckpt, meta.get("schedulers", {}))
             self.step = int(meta["step"])

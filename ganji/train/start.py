@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from ganji.data.store import Dataset
 
 # Options that may change when a run is resumed; the rest define the run (changing the epochs would
-# change the learning-rate schedule planned at the start, so it makes a new run instead).
+# change the learning-rate schedule planned at the start, so it makes a new run instead, which
+# `--init-from` can start from this one's weights).
 RESUME_OVERRIDES = frozenset(
     {"max_steps", "time_budget", "device", "precision", "compile", "compile_mode", "sample_every", "checkpoint_every", "log_every",
      "eval_every", "eval_n", "eval_features"}
@@ -90,6 +91,10 @@ def _plan(home: Path, model: str, given: dict[str, Any], model_opts: dict[str, A
     else:
         cfg = model_spec.config(options=model_opts, **given)
         per_rank_batch(cfg.batch_size, world.size)
+        if cfg.init_from:
+            source = find_run(home, model, cfg.init_from)
+            if not checkpoint_exists(source.checkpoint_path):
+                raise GanjiError(f"run {model}/{source.name} has no checkpoint yet: --init-from needs its weights")
         ensure_dataset(home, cfg.dataset)
         run = create_run(home, model, run_name)
         try:
