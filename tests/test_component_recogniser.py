@@ -170,11 +170,20 @@ def test_real_parts_are_the_dataset_read_the_same_way(recogniser) -> None:
     def feats(x: torch.Tensor) -> np.ndarray:
         return torch.nn.functional.avg_pool2d(x.float(), 8).flatten(1).double().numpy()
 
-    suite = [Request(("言:left", "寸:right"), "new"), Request(("艹:top", "口:bottom"), "new"), Request(("氵:left",), "single")]
+    suite = [Request(("言:left", "寸:right"), "new"), Request(("艹:top", "口:bottom"), "new"), Request(("氵:left",), "single"),
+             Request(("木:left", "寸:right"), "existing", "村")]
     score = score_requests(suite, ignores_requests, recogniser, feats, feats(images), torch.from_numpy(labels).to(torch.uint8),
                            vocab, 4, 3.0, dataset_images=images)
-    assert [s.real_hit_rate for s in score.requests] == [1.0, None, 1.0]
-    assert [s.hit_rate for s in score.requests] == [0.0, 0.0, 0.0]  # 休 has none of them
+    assert [s.real_hit_rate for s in score.requests] == [1.0, None, 1.0, 1.0]
+    assert [s.hit_rate for s in score.requests] == [0.0, 0.0, 0.0, 0.0]  # 休 has none of them
+    # Real kanji: a pair that the font has (村) is read as the font draws it; new pairs and single keys have none.
+    assert [(s.real_kanji_hit_rate, s.real_kanji) for s in score.requests] == [(None, 0), (None, 0), (None, 0), (1.0, 1)]
+    existing = score.by_kind()["existing"]
+    assert existing["real_kanji_hit_rate"] == 1.0 and existing["hit_rate_where_real_kanji"] == 0.0 and existing["real_kanji_requests"] == 1
+    assert "real_kanji_hit_rate" not in score.by_kind()["new"] and score.requests[3].to_json()["real_kanji_hit_rate"] == 1.0
+    blank = score_requests(suite[3:], ignores_requests, recogniser, feats, feats(images), torch.from_numpy(labels).to(torch.uint8),
+                           vocab, 4, 3.0, dataset_images=torch.full_like(images, 255))
+    assert blank.requests[0].real_kanji_hit_rate == 0.0  # read from the images, not from the labels
     new = score.by_kind()["new"]
     assert new["real_hit_rate"] == 1.0 and new["real_requests"] == 1 and new["requests"] == 2 and new["hit_rate_where_real"] == 0.0
     assert score.requests[0].to_json()["real_hit_rate"] == 1.0 and score.requests[0].real_found_each == [1.0, 1.0]

@@ -392,3 +392,20 @@ def test_measuring_requests_needs_a_conditional_run(trained: Path) -> None:
         evaluate_conditioning(trained, "flow", "c", per_request=2, device="cpu")
     out = ganji(trained, "fid", "flow", "--run", "c", "--condition", "radicals")
     assert out.returncode != 0 and "--condition must be components" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_measuring_requests_from_the_command_line(trained: Path) -> None:
+    out = ganji(trained, "fid", "flow", "--run", "c", "--condition", "components", "--per-request", "4", "--steps", "2", "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert "real parts" in out.stdout and "real kanji" in out.stdout
+    result = json.loads((trained / "runs" / "flow" / "c" / "conditioning.json").read_text(encoding="utf-8"))
+    assert result["run"] == "c" and result["per_request"] == 4 and result["requests"]
+    for request in result["requests"]:
+        assert 0.0 <= request["hit_rate"] <= 1.0 and request["samples"] == 4
+        # A pair the font has is read in the font's own kanji too: at least the one it was taken from.
+        if request["kind"] == "existing":
+            assert request["example"] and 1 <= request["real_kanji"] <= 4 and 0.0 <= request["real_kanji_hit_rate"] <= 1.0
+        else:
+            assert request["real_kanji_hit_rate"] is None
+    existing = result["by_kind"]["existing"]
+    assert existing["real_kanji_requests"] == existing["requests"]

@@ -45,18 +45,18 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         return
     guided = f" guided by {extra['guide_run']}" if extra["guide_run"] else ""
     table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}, {per_request} samples each")
-    numbers = ("hit rate", "each key", "real parts", "unasked", "nearest has", "nearest, unasked", "novel")
+    numbers = ("hit rate", "each key", "real parts", "real kanji", "unasked", "nearest has", "nearest, unasked", "novel")
     for col in ("request", "kind", "like", *numbers):
         table.add_column(col, justify="right" if col in numbers else "left")
     for s in score.requests:
         table.add_row(s.request.label, s.request.kind, s.request.example, f"{100 * s.hit_rate:.0f}%",
                       " · ".join(f"{100 * v:.0f}%" for v in s.found_each),
-                      "–" if s.real_hit_rate is None else f"{100 * s.real_hit_rate:.0f}%",
+                      *("–" if v is None else f"{100 * v:.0f}%" for v in (s.real_hit_rate, s.real_kanji_hit_rate)),
                       *(f"{100 * v:.0f}%" for v in (s.chance, s.nearest_has, s.nearest_chance, s.novelty)))
     console.print(table)
     console.print("hit rate: ComponentNet finds every asked-for key (each key: each one alone); real parts: the same for the "
                   "dataset's own renderings with those keys (for a pair, one real kanji's first part beside another's second), "
-                  "the most ComponentNet reads; nearest has: the sample's nearest real kanji has them; unasked: the same for "
+                  "the most ComponentNet reads; real kanji: the same for the dataset's kanji that have both parts; nearest has: the sample's nearest real kanji has them; unasked: the same for "
                   "the model's unconditional samples (guidance 0)")
     for kind, v in score.by_kind().items():
         parts = (f", first part found {100 * v['first_found']:.1f}%, second {100 * v['second_found']:.1f}%"
@@ -66,6 +66,9 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
                          if "real_first_found" in v else "")
             parts += f", real parts {100 * v['real_hit_rate']:.1f}%{real_each}" + ("" if v["real_requests"] == v["requests"] else
                                                                          f" (over {v['real_requests']:.0f} requests; the model there {100 * v['hit_rate_where_real']:.1f}%)")
+        if "real_kanji_hit_rate" in v:
+            parts += f", real kanji {100 * v['real_kanji_hit_rate']:.1f}%" + ("" if v["real_kanji_requests"] == v["requests"] else
+                                                                    f" (over {v['real_kanji_requests']:.0f} requests; the model there {100 * v['hit_rate_where_real_kanji']:.1f}%)")
         console.print(f"{kind}: hit rate {100 * v['hit_rate']:.1f}% (unasked {100 * v['chance']:.1f}%){parts}, nearest has "
                       f"{100 * v['nearest_has']:.1f}% (unasked {100 * v['nearest_chance']:.1f}%), novelty {100 * v['novelty']:.1f}% "
                       f"over {v['requests']:.0f} requests")

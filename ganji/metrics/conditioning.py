@@ -24,6 +24,10 @@ checks them:
   it (those the FID compares against); for a pair, made-up kanji of real parts (its first part cut
   from a real two-part kanji, its second from another, as ganji.features.component_mix cuts them),
   so that "new" pairs have a reference too;
+- real kanji (pairs): the hit rate of the dataset's own kanji that have every requested key, as the
+  font draws them (for an "existing" pair, the kanji it was taken from and any others built so; a
+  "new" pair has none): the judge's ceiling on the real thing, beside real parts' ceiling on a
+  made-up one;
 - FID (single-key requests pooled): the conditioned samples against as many real kanji with the same
   keys, and, as the baseline that says whether conditioning moved anything, the same model's
   unconditional samples (guidance 0) against the same real kanji.
@@ -117,9 +121,12 @@ class RequestScore:
     found_each: list[float] = field(default_factory=list)  # per requested key: the share of samples it is found in
     real_hit_rate: float | None = None  # the hit rate of real parts with the same keys (module docstring); None: none to cut
     real_found_each: list[float] = field(default_factory=list)  # per requested key: the share of real parts it is found in
+    real_kanji_hit_rate: float | None = None  # a pair's: the hit rate of the dataset's kanji with every requested key; None: there are none
+    real_kanji: int = 0  # how many such kanji were read
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self.request), "hit_rate": self.hit_rate, "real_hit_rate": self.real_hit_rate,
+                "real_kanji_hit_rate": self.real_kanji_hit_rate, "real_kanji": self.real_kanji,
                 "real_found_each": dict(zip(self.request.keys, self.real_found_each)), "chance": self.chance, "nearest_has": self.nearest_has,
                 "nearest_chance": self.nearest_chance, "novelty": self.novelty, "samples": self.samples,
                 "found_each": dict(zip(self.request.keys, self.found_each))}
@@ -155,6 +162,11 @@ class ConditioningScore:
                     if all(len(s.real_found_each) == 2 for s in referenced):
                         out[kind]["real_first_found"] = float(np.mean([s.real_found_each[0] for s in referenced]))
                         out[kind]["real_second_found"] = float(np.mean([s.real_found_each[1] for s in referenced]))
+                in_font = [s for s in scores if s.real_kanji_hit_rate is not None]
+                if in_font:  # the same over the requests whose keys real kanji have together
+                    out[kind]["real_kanji_hit_rate"] = float(np.mean([s.real_kanji_hit_rate for s in in_font]))
+                    out[kind]["hit_rate_where_real_kanji"] = float(np.mean([s.hit_rate for s in in_font]))
+                    out[kind]["real_kanji_requests"] = len(in_font)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -217,7 +229,8 @@ def score_requests(
     `features` maps uint8 images to KanjiNet features, `dataset_features` are every dataset image's.
     The unconditional samples (as many as the single-key requests', at least 4 requests' worth) give
     every request's chance and the FID baseline. With `dataset_images` (uint8, row for row with
-    `dataset_features`), every request's real parts are read too (`real_parts`).
+    `dataset_features`), every request's real parts are read too (`real_parts`), and every pair's
+    real kanji (up to `per_request` of them).
     """
     threshold = copy_threshold(dataset_features)
     column = {key: i for i, key in enumerate(vocabulary)}
@@ -246,6 +259,11 @@ def score_requests(
             real_found = recogniser.found(reference)
             score.real_hit_rate = float(recogniser.hits(real_found, list(request.keys)).float().mean())
             score.real_found_each = shares(real_found, request.keys)
+        together = labels[:, [column[k] for k in request.keys]].all(axis=1)
+        if dataset_images is not None and len(request.keys) > 1 and together.any():
+            rows_in_font = rows_with(together, per_request, seed + k)
+            score.real_kanji_hit_rate = float(recogniser.finds_all(dataset_images[torch.from_numpy(rows_in_font)], list(request.keys)).float().mean())
+            score.real_kanji = len(rows_in_font)
         scores.append(score)
         if request.kind == "single":
             fake_single.append(feats)
