@@ -56,8 +56,9 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
     console.print(table)
     console.print("hit rate: ComponentNet finds every asked-for key (each key: each one alone); real parts: the same for the "
                   "dataset's own renderings with those keys (for a pair, one real kanji's first part beside another's second), "
-                  "the most ComponentNet reads; real kanji: the same for the dataset's kanji that have both parts; nearest has: the sample's nearest real kanji has them; unasked: the same for "
-                  "the model's unconditional samples (guidance 0)")
+                  "the most ComponentNet reads; real kanji: the same for the dataset's kanji that have both parts; "
+                  "nearest has: the sample's nearest real kanji has them; unasked: the same for the model's unconditional "
+                  "samples (guidance 0)")
     for kind, v in score.by_kind().items():
         parts = (f", first part found {100 * v['first_found']:.1f}%, second {100 * v['second_found']:.1f}%"
                  if "first_found" in v else "")
