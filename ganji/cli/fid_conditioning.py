@@ -59,17 +59,19 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
                   "the most ComponentNet reads; real kanji: the same for the dataset's kanji that have both parts; "
                   "nearest has: the sample's nearest real kanji has them; unasked: the same for the model's unconditional "
                   "samples (guidance 0)")
+    def fewer(v: dict[str, float], requests: str, model_there: str) -> str:
+        """Where a reference covers only some of a kind's requests: how many, and the model's hit rate on those."""
+        return "" if v[requests] == v["requests"] else f" (over {v[requests]:.0f} requests; the model there {100 * v[model_there]:.1f}%)"
+
     for kind, v in score.by_kind().items():
         parts = (f", first part found {100 * v['first_found']:.1f}%, second {100 * v['second_found']:.1f}%"
                  if "first_found" in v else "")
         if "real_hit_rate" in v:
             real_each = (f": first part {100 * v['real_first_found']:.1f}%, second {100 * v['real_second_found']:.1f}%"
                          if "real_first_found" in v else "")
-            parts += f", real parts {100 * v['real_hit_rate']:.1f}%{real_each}" + ("" if v["real_requests"] == v["requests"] else
-                                                                         f" (over {v['real_requests']:.0f} requests; the model there {100 * v['hit_rate_where_real']:.1f}%)")
+            parts += f", real parts {100 * v['real_hit_rate']:.1f}%{real_each}" + fewer(v, "real_requests", "hit_rate_where_real")
         if "real_kanji_hit_rate" in v:
-            parts += f", real kanji {100 * v['real_kanji_hit_rate']:.1f}%" + ("" if v["real_kanji_requests"] == v["requests"] else
-                                                                    f" (over {v['real_kanji_requests']:.0f} requests; the model there {100 * v['hit_rate_where_real_kanji']:.1f}%)")
+            parts += f", real kanji {100 * v['real_kanji_hit_rate']:.1f}%" + fewer(v, "real_kanji_requests", "hit_rate_where_real_kanji")
         console.print(f"{kind}: hit rate {100 * v['hit_rate']:.1f}% (unasked {100 * v['chance']:.1f}%){parts}, nearest has "
                       f"{100 * v['nearest_has']:.1f}% (unasked {100 * v['nearest_chance']:.1f}%), novelty {100 * v['novelty']:.1f}% "
                       f"over {v['requests']:.0f} requests")
