@@ -111,6 +111,12 @@ def test_which_runs_can_guide(runs: Path) -> None:
     assert "the guide is a ddpm run, not a flow one" in str(small.guide_mismatch(ddpm))
     assert "--schedule linear" in str(ddpm.guide_mismatch(recipe("ddpm", 16, schedule="linear")))
     assert "one network pass" in str(recipe("gan", 16).guide_mismatch(recipe("gan", 16)))
+    # A guide must not have seen the kanji a run holds out (--hold-out-requests): it would hand them back.
+    cond = {"condition": "components", "vocabulary": ("a:left", "b:right")}
+    held = recipe("flow", 16, **cond, hold_out_requests=True, held_out=("a:left+b:right",))
+    assert "the guide was trained on kanji this run holds out (a:left+b:right)" in str(held.guide_mismatch(recipe("flow", 16, **cond)))
+    assert held.guide_mismatch(recipe("flow", 16, **cond, base_width=4, hold_out_requests=True, held_out=("a:left+b:right",))) is None
+    assert recipe("flow", 16, **cond).guide_mismatch(held) is None  # one that saw less may guide one that saw more
     train(runs, "vae", {**TINY, "max_steps": 1, "options": {"latent_dim": 4}}, run_name="v")
     with pytest.raises(GanjiError, match="--guide-run applies to the iterative models"):
         load_model(runs, "vae", "v", device="cpu", guide_run="v2")

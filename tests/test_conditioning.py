@@ -13,10 +13,13 @@ import pytest
 import torch
 from conftest import make_kanji, sample_images
 
-from ganji.data.components import ANY, split_key
+from ganji.data.components import ANY, split_key, split_pair
 from ganji.data.store import load_dataset, save_dataset
 from ganji.errors import GanjiError
+from ganji.features.component_mix import MadeUpKanji
+from ganji.features.component_net import load_component_net
 from ganji.home import datasets_dir
+from ganji.metrics.conditioning import held_out_pairs
 from ganji.models.unet import UNet, UNetConfig
 from ganji.recipes import spec
 from ganji.recipes.flow import TIME_SCALE
@@ -291,6 +294,77 @@ def test_component_mix_trains_and_resumes_exactly(home: Path, monkeypatch: pytes
         spec("flow").options(condition="components", component_mix=1.5).validate()
     with pytest.raises(GanjiError, match="--component-mix needs --condition components"):
         spec("flow").options(component_mix=0.5).validate()
+
+
+def suite_held_out(home: Path) -> tuple[list[str], torch.Tensor]:
+    """The request suite's existing pairs on `home`'s kanji16 and the rows of the kanji that have one."""
+    d = load_dataset(home, "kanji16")
+    pairs, rows = held_out_pairs(d.component_vocabulary, d.components, list(d.manifest["codepoints"]), set(load_component_net().vocabulary))
+    assert pairs and len(rows) >= len(pairs)
+    return pairs, torch.from_numpy(rows)
+
+
+def has_pair(labels: torch.Tensor, vocabulary: list[str], pairs: list[str]) -> torch.Tensor:
+    """Which rows of multi-hot `labels` have both keys of one of `pairs`."""
+    column = {k: i for i, k in enumerate(vocabulary)}
+    return torch.stack([labels[:, [column[k] for k in split_pair(p)]].bool().all(dim=1) for p in pairs]).any(dim=0)
+
+
+def test_holding_out_requests_leaves_their_kanji_out(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--hold-out-requests`: in a whole epoch no kanji with both parts of one of the suite's existing
+    pairs reaches a step, real or made up; the run records the pairs, and `ganji fid` marks them."""
+    from ganji.recipes.flow import FlowRecipe
+
+    make_kanji(home, name="kanji16", size=16, limit=400)
+    d = load_dataset(home, "kanji16")
+    pairs, rows = suite_held_out(home)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    step = FlowRecipe.train_step
+    monkeypatch.setattr(FlowRecipe, "train_step", lambda self, x, labels=None, made_up=None:
+                        seen.append((x.clone(), labels.clone())) or step(self, x, labels, made_up))
+    options = {**FLOW, "condition": "components", "component_mix": 0.5, "hold_out_requests": True}
+    train(home, "flow", {**TINY, "options": options}, run_name="h")  # one whole epoch
+    config = json.loads((home / "runs" / "flow" / "h" / "config.json").read_text(encoding="utf-8"))
+    assert config["config"]["options"]["held_out"] == pairs and config["dataset"]["count"] == len(d) - len(rows)
+    images, labels = torch.cat([x for x, _ in seen]), torch.cat([y for _, y in seen])
+    assert len(images) >= len(d) - len(rows) - TINY["batch_size"]  # the epoch: every kept kanji but a last partial batch
+    held = normalise(d.images[rows], (-1.0, 1.0), CPU)
+    assert not (images[:, None] == held[None]).flatten(2).all(dim=2).any()
+    kept = normalise(d.images[:len(d) // 2], (-1.0, 1.0), CPU)  # the test can see images: kept ones are there
+    assert (images[:, None] == kept[None]).flatten(2).all(dim=2).any()
+    assert not has_pair(labels, d.component_vocabulary, pairs).any()
+
+    out = ganji(home, "fid", "flow", "--run", "h", "--condition", "components", "--per-request", "4", "--steps", "2", "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert "existing, held out" in out.stdout and f"the kanji of {len(pairs)} pairs held out of training" in " ".join(out.stdout.split())
+    result = json.loads((home / "runs" / "flow" / "h" / "conditioning.json").read_text(encoding="utf-8"))
+    assert result["held_out"] == pairs and {"+".join(r["keys"]) for r in result["requests"] if r["kind"] == "existing"} == set(pairs)
+
+
+def test_made_up_kanji_never_pair_what_is_held_out(home: Path) -> None:
+    """The made-up kanji of `--component-mix` put the suite's existing pairs together (they are common
+    parts) unless those are held out; then never, and other kanji are still made up."""
+    make_kanji(home, name="kanji16", size=16, limit=400)
+    d = load_dataset(home, "kanji16")
+    pairs, _ = suite_held_out(home)
+    rows = torch.arange(len(d)).numpy()
+    for held_out in ((), tuple(pairs)):
+        made = MadeUpKanji(d.images, list(d.manifest["codepoints"]), d.component_vocabulary, held_out=held_out)
+        labels = [made.mix(d.images, rows, d.components, 1.0, 0, step, 0, len(d)) for step in range(20)]
+        made_up = torch.cat([y[m] for _, y, m in labels])
+        assert len(made_up) > len(d)
+        assert has_pair(made_up, d.component_vocabulary, pairs).any() == (not held_out)
+
+
+def test_holding_out_needs_a_run_that_never_saw_them(home: Path) -> None:
+    make_kanji(home, name="kanji16", size=16, limit=400)
+    with pytest.raises(GanjiError, match="--hold-out-requests needs --condition components"):
+        spec("flow").options(hold_out_requests=True).validate()
+    train(home, "flow", {**TINY, "max_steps": 1, "options": {**FLOW, "condition": "components"}}, run_name="saw")
+    with pytest.raises(GanjiError, match="run flow/saw trained on kanji this run holds out"):
+        train(home, "flow", {**TINY, "max_steps": 1, "init_from": "saw", "options": {**FLOW, "condition": "components", "hold_out_requests": True}},
+              run_name="held")
+    assert not (home / "runs" / "flow" / "held").exists()
 
 
 def test_component_mix_needs_code_points(home: Path) -> None:

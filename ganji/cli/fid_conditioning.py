@@ -18,7 +18,8 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
                          sampler: str | None, steps: int | None, batch_size: int, device: str, picture: Path | None,
                          as_json: bool, quiet: bool, guide_run: str | None = None) -> None:
     from ganji.atomic import write_json_atomic
-    from ganji.metrics.conditioning import evaluate_conditioning
+    from ganji.data.components import join_pair
+    from ganji.metrics.conditioning import RequestScore, evaluate_conditioning
 
     if picture is not None:
         from ganji.images import image_format
@@ -30,13 +31,19 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         score, extra = evaluate_conditioning(home, model, run, per_request=per_request, guidance=guidance, seed=seed, sampler=sampler,
                                              steps=steps, batch_size=batch_size, device=device,
                                              on_request=lambda _r: progress.advance(task), guide_run=guide_run)
-    result = {"model": model, "run": extra["run"].name, "step": extra["step"], "guide_run": extra["guide_run"], **score.to_json()}
+    held = set(extra["held_out"])  # pairs whose kanji the run never saw (`ganji train --hold-out-requests`)
+
+    def kind_label(s: RequestScore) -> str:
+        return f"{s.request.kind}, held out" if join_pair(s.request.keys) in held else s.request.kind
+
+    result = {"model": model, "run": extra["run"].name, "step": extra["step"], "guide_run": extra["guide_run"],
+              "held_out": extra["held_out"], **score.to_json()}
     write_json_atomic(extra["run"].path / RESULTS_FILE, result)
     if picture is not None:
         from ganji.report.figures import conditioning_figure
 
         dataset = extra["dataset"]
-        rows = [(f"{s.request.label} ({s.request.kind}{', like ' + s.request.example if s.request.example else ''}): "
+        rows = [(f"{s.request.label} ({kind_label(s)}{', like ' + s.request.example if s.request.example else ''}): "
                  f"hit {100 * s.hit_rate:.0f}% (unasked {100 * s.chance:.0f}%)", extra["samples"][s.request.keys], dataset.images[s.nearest])
                 for s in score.requests if s.request.kind != "single"]
         conditioning_figure(rows, picture)
@@ -44,12 +51,13 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     guided = f" guided by {extra['guide_run']}" if extra["guide_run"] else ""
-    table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}, {per_request} samples each")
+    held_note = f"; the kanji of {len(held)} pairs held out of training" if held else ""
+    table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}, {per_request} samples each{held_note}")
     numbers = ("hit rate", "each key", "real parts", "real kanji", "unasked", "nearest has", "nearest, unasked", "novel")
     for col in ("request", "kind", "like", *numbers):
         table.add_column(col, justify="right" if col in numbers else "left")
     for s in score.requests:
-        table.add_row(s.request.label, s.request.kind, s.request.example, f"{100 * s.hit_rate:.0f}%",
+        table.add_row(s.request.label, kind_label(s), s.request.example, f"{100 * s.hit_rate:.0f}%",
                       " · ".join(f"{100 * v:.0f}%" for v in s.found_each),
                       *("–" if v is None else f"{100 * v:.0f}%" for v in (s.real_hit_rate, s.real_kanji_hit_rate)),
                       *(f"{100 * v:.0f}%" for v in (s.chance, s.nearest_has, s.nearest_chance, s.novelty)))
@@ -72,7 +80,8 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
             parts += f", real parts {100 * v['real_hit_rate']:.1f}%{real_each}" + fewer(v, "real_requests", "hit_rate_where_real")
         if "real_kanji_hit_rate" in v:
             parts += f", real kanji {100 * v['real_kanji_hit_rate']:.1f}%" + fewer(v, "real_kanji_requests", "hit_rate_where_real_kanji")
-        console.print(f"{kind}: hit rate {100 * v['hit_rate']:.1f}% (unasked {100 * v['chance']:.1f}%){parts}, nearest has "
+        name = f"{kind}, held out" if kind == "existing" and held else kind
+        console.print(f"{name}: hit rate {100 * v['hit_rate']:.1f}% (unasked {100 * v['chance']:.1f}%){parts}, nearest has "
                       f"{100 * v['nearest_has']:.1f}% (unasked {100 * v['nearest_chance']:.1f}%), novelty {100 * v['novelty']:.1f}% "
                       f"over {v['requests']:.0f} requests")
     if score.fid_conditioned is not None:

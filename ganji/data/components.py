@@ -83,6 +83,19 @@ def split_key(key: str) -> tuple[str, str]:
     return (element, position) if sep else (key, ANY)
 
 
+PAIR_JOIN = "+"  # a pair of keys as one string: "艹:top+心:bottom" (no component or position has "+")
+
+
+def join_pair(keys: tuple[str, ...]) -> str:
+    """"艹:top+心:bottom" from ("艹:top", "心:bottom")."""
+    return PAIR_JOIN.join(keys)
+
+
+def split_pair(text: str) -> tuple[str, ...]:
+    """("艹:top", "心:bottom") from "艹:top+心:bottom"."""
+    return tuple(text.split(PAIR_JOIN))
+
+
 def describe_key(key: str) -> str:
     """A key for people: "木 on the left", "囗 enclosing (kamae)", "木 anywhere"."""
     element, position = split_key(key)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganji.data.components import ANY, component_key, kanjivg_components, split_key
+from ganji.data.components import ANY, component_key, kanjivg_components, split_key, split_pair
 
 LEFT_RIGHT, TOP_BOTTOM = 1, 2  # a kanji's two-part structure; 0: neither
 FIRST_POSITION = {LEFT_RIGHT: "left", TOP_BOTTOM: "top"}
@@ -191,12 +191,15 @@ class MadeUpKanji:
     drawn on the host: no device sync.
     """
 
-    def __init__(self, images: torch.Tensor, codepoints: list[int], vocabulary: list[str]) -> None:
+    def __init__(self, images: torch.Tensor, codepoints: list[int], vocabulary: list[str], held_out: tuple[str, ...] = ()) -> None:
         """`images`: the dataset (uint8 N x 1 x S x S, on the training device), the characters
         `codepoints`, row for row; parts from KanjiVG's depth-1 components, labelled over the run's
-        `vocabulary` (a part whose keys it lacks gets no label: like a thinned one, not a wrong one)."""
+        `vocabulary` (a part whose keys it lacks gets no label: like a thinned one, not a wrong one).
+        `held_out`: pairs ("艹:top+心:bottom") never made up (`ganji train --hold-out-requests`)."""
         self.images = images
         self.parts = parts_of([kanjivg_components(cp, 1) for cp in codepoints], vocabulary)
+        column = {key: i for i, key in enumerate(vocabulary)}
+        self.held_out = [(column[first], column[second]) for first, second in map(split_pair, held_out)]
         self.cuts = structure_cuts(images[:, 0].cpu().numpy(), self.parts.structure)
         self.pools = part_pools(self.parts, np.zeros(len(images), np.int64))
         # Part labels on the device (uint8: a made-up label is the max of two rows, no host copy).
@@ -223,6 +226,8 @@ class MadeUpKanji:
             other = int(donors[int(donor[i] * len(donors))])
             if not (self.parts.first[row].any() or self.parts.second[other].any()):
                 continue  # no key to label it with: it would teach the null label a made-up kanji
+            if any(self.parts.first[row, a] and self.parts.second[other, b] for a, b in self.held_out):
+                continue  # a pair held out of training: the real kanji are left out, and so is a made-up one
             image = compose(x[i].float() / 255, self.images[other].float() / 255, int(self.cuts[0][row]), int(self.cuts[1][other]), kind)
             x[i] = image.mul(255).round_().clamp_(0, 255).to(torch.uint8)
             labels[i] = torch.maximum(self.first[row], self.second[other]).to(labels.dtype)

@@ -3,7 +3,8 @@
 A request is a set of (component, position) keys, e.g. ("魚:left", "山:right"). Three kinds, chosen
 from the dataset's labels by fixed rules (`request_suite`), so every model is asked the same:
 - "existing": the keys of a real kanji built from exactly two components that the recogniser knows
-  (the model has seen this combination);
+  (the model has seen this combination, unless it was trained with `--hold-out-requests`: then no
+  kanji with both keys, real or made up, was in its training, `held_out_pairs`);
 - "new": a left and a right component that each occur in many kanji but never together;
 - "single": one common key alone; enough real kanji have it for an FID against them.
 
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganji.data.components import split_key
+from ganji.data.components import join_pair, split_key
 from ganji.features.component_mix import FIRST_POSITION, label_structure
 from ganji.features.component_net import ComponentRecogniser
 from ganji.metrics.frechet import fid_from_features
@@ -52,6 +53,7 @@ from ganji.metrics.manifold import copy_threshold, nearest_neighbours
 KINDS = ("existing", "new", "single")
 MIN_PAIR_COUNT = 20  # a "new" pair's two keys each occur in at least this many kanji
 MIN_SINGLE_COUNT = 100  # a "single" request's key occurs in at least this many kanji
+PER_KIND = 6  # requests of each kind in the suite
 
 Generate = Callable[[tuple[str, ...], int, int], torch.Tensor]  # (keys, n, seed) -> uint8 images N x C x H x W
 
@@ -68,7 +70,7 @@ class Request:
 
 
 def request_suite(
-    vocabulary: list[str], components: torch.Tensor, codepoints: list[int], known: set[str], per_kind: int = 6
+    vocabulary: list[str], components: torch.Tensor, codepoints: list[int], known: set[str], per_kind: int = PER_KIND
 ) -> list[Request]:
     """`per_kind` requests of each kind from a dataset's labels (N x V multi-hot over `vocabulary`,
     rows in the order of `codepoints`), using only keys the recogniser knows (`known`). Deterministic:
@@ -106,6 +108,20 @@ def request_suite(
 
     single = [Request((k,), "single") for k in sorted(positional, key=lambda k: (-counts[column[k]], k)) if counts[column[k]] >= MIN_SINGLE_COUNT]
     return spread(existing) + spread(new) + spread(single)
+
+
+def held_out_pairs(vocabulary: list[str], components: torch.Tensor, codepoints: list[int], known: set[str]) -> tuple[list[str], np.ndarray]:
+    """What `ganji train --hold-out-requests` leaves out: the suite's existing pairs ("艹:top+心:bottom",
+    `join_pair`) and the rows of every dataset kanji that has both keys of one, so that those requests
+    ask for combinations the run never saw, as new pairs do, with real kanji to compare against (the
+    issue's "held-out kanji"). The same labels and recogniser give the same pairs (`request_suite`)."""
+    labels = components.bool().numpy()
+    column = {key: i for i, key in enumerate(vocabulary)}
+    pairs = [r.keys for r in request_suite(vocabulary, components, codepoints, known) if r.kind == "existing"]
+    rows = np.zeros(len(labels), bool)
+    for keys in pairs:
+        rows |= labels[:, [column[k] for k in keys]].all(axis=1)
+    return [join_pair(keys) for keys in pairs], np.flatnonzero(rows)
 
 
 @dataclass
@@ -293,7 +309,7 @@ def evaluate_conditioning(
     run_name: str | None,
     *,
     per_request: int = 32,
-    per_kind: int = 6,
+    per_kind: int = PER_KIND,
     guidance: float | None = None,
     seed: int = 0,
     sampler: str | None = None,
@@ -348,4 +364,5 @@ def evaluate_conditioning(
     score = score_requests(requests, draw, recogniser, extractor.features, dataset_features(home, dataset, extractor),
                            dataset.components, vocabulary, per_request, w, seed, on_request, dataset.images)
     return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step,
-                   "guide_run": loaded.guide.run_name if guided else None}
+                   "guide_run": loaded.guide.run_name if guided else None,
+                   "held_out": list(getattr(loaded.recipe.cfg.options, "held_out", ()))}

@@ -156,7 +156,9 @@ class ConditioningOptions:
     component_keep: float = option(0.5, "With --condition: each component of a training label is kept with this probability (with its position half the time), so partial requests are learnt.")
     component_mix: float = option(0.0, "With --condition: the share of two-part training kanji replaced by a made-up one, the first part of one beside (above) the second of another, labelled with both, so pairs no kanji has are learnt (0 = off).")
     component_regions: bool = option(False, "With --condition: each positioned key also scales and shifts the U-Net's features in its part of the image (C:left in the left half, ...), so every part is told where it goes (SPADE-style region map).")
+    hold_out_requests: bool = option(False, "With --condition: leave out of training every kanji that has both parts of one of `ganji fid --condition components`'s existing pairs, and make none up, so those requests ask for combinations the run never saw.")
     vocabulary: tuple[str, ...] = ()  # the keys conditioned on: the dataset's, filled in when training starts
+    held_out: tuple[str, ...] = ()  # with --hold-out-requests: the pairs left out ("艹:top+心:bottom"), filled in when training starts
 
     @property
     def conditional(self) -> bool:
@@ -168,7 +170,8 @@ class ConditioningOptions:
             return ""
         mix = f", {self.component_mix:.0%} of two-part kanji made up" if self.component_mix else ""
         regions = " with region maps" if self.component_regions else ""
-        return f", conditioned on {len(self.vocabulary):,} component keys{regions}{mix}"
+        held = f", the kanji of {len(self.held_out)} pairs held out" if self.held_out else ""
+        return f", conditioned on {len(self.vocabulary):,} component keys{regions}{mix}{held}"
 
     def conditioning_checks(self) -> list[tuple[bool, str]]:
         return [
@@ -178,6 +181,8 @@ class ConditioningOptions:
             (_finite(self.component_mix) and 0 <= self.component_mix <= 1, f"--component-mix must be in [0, 1] (got {self.component_mix})"),
             (self.conditional or not self.component_mix, "--component-mix needs --condition components"),
             (self.conditional or not self.component_regions, "--component-regions needs --condition components"),
+            (self.conditional or not self.hold_out_requests, "--hold-out-requests needs --condition components"),
+            (self.hold_out_requests or not self.held_out, "held-out pairs need --hold-out-requests"),
             (self.conditional or not self.vocabulary, "a component vocabulary needs --condition components"),
             (len(set(self.vocabulary)) == len(self.vocabulary), "the component vocabulary repeats a key"),
         ]

@@ -119,7 +119,8 @@ class UNetRecipe(Recipe):
     def guide_mismatch(self, guide: Recipe) -> str | None:
         """Why `guide` cannot guide this model, or None: it must be the same model at the same image
         size, its output must mean the same (`output_options`), and for a conditional model it must
-        know the same components (a request means the same to both); its width, attention, epochs and
+        know the same components (a request means the same to both) and have seen none of the kanji it
+        holds out (`--hold-out-requests`); its width, attention, epochs and
         region maps may differ (that is what makes it weaker). An unconditional model may be guided
         by a conditional run: its null label is an unconditional model."""
         if type(guide) is not type(self):
@@ -133,6 +134,9 @@ class UNetRecipe(Recipe):
                 return f"the guide was trained with --{name.replace('_', '-')} {theirs}, this run with {mine}: their outputs differ in meaning"
         if self.conditional and list(getattr(guide.cfg.options, "vocabulary", [])) != list(self.cfg.options.vocabulary):
             return "the guide was not trained on the same components (--condition components on the same dataset)"
+        saw = set(getattr(self.cfg.options, "held_out", ())) - set(getattr(guide.cfg.options, "held_out", ()))
+        if saw:
+            return f"the guide was trained on kanji this run holds out ({', '.join(sorted(saw))}): train it with --hold-out-requests too"
         return None
 
     def wire(self) -> None:

@@ -197,7 +197,8 @@ class TrainLoop:
         if self.labels is not None and getattr(cfg.options, "component_mix", 0.0) > 0:
             from ganji.features.component_mix import MadeUpKanji
 
-            self.made_up = MadeUpKanji(self.images, list(dataset.manifest.get("codepoints", [])), list(cfg.options.vocabulary))
+            self.made_up = MadeUpKanji(self.images, list(dataset.manifest.get("codepoints", [])), list(cfg.options.vocabulary),
+                                       held_out=tuple(getattr(cfg.options, "held_out", ())))
         self.n_images = len(dataset)
         self.rank_batch = per_rank_batch(cfg.batch_size, world.size)  # this process's share of every global batch
 
@@ -282,6 +283,10 @@ class TrainLoop:
         if mine and list(theirs or []) != list(mine):
             raise GanjiError(f"run {source.model}/{source.name} conditions on other component keys than this run's dataset: "
                              "its weights cannot start this run")
+        saw = set(getattr(self.cfg.options, "held_out", ())) - set(((ckpt.meta.get("config") or {}).get("options") or {}).get("held_out") or [])
+        if saw:
+            raise GanjiError(f"run {source.model}/{source.name} trained on kanji this run holds out (--hold-out-requests: "
+                             f"{', '.join(sorted(saw))}): its weights cannot start this run")
         try:
             self.recipe.load_state(ckpt, {}, weights_only=True)
         except GanjiError:

@@ -165,6 +165,7 @@ def _train_run(world: World, home: Path, run: Run, cfg: TrainConfig, saved: dict
             by_rank = ", ".join(str(h)[:12] for h in hashes)
             raise _error(world, f"the processes see different {cfg.dataset!r} datasets (sha256 by rank: {by_rank}): give every machine the same copy")
     _attach_vocabulary(world, run, cfg, dataset)
+    dataset = _hold_out_requests(world, run, cfg, dataset)
     # 3. the loop
     loop = TrainLoop(run, cfg, dataset, resume=has_checkpoint, observer=observer, home=home, world=world)
     if has_checkpoint and loop.step >= loop.stop_step:
@@ -197,6 +198,43 @@ def _attach_vocabulary(world: World, run: Run, cfg: TrainConfig, dataset: Datase
     elif list(cfg.options.vocabulary) != vocabulary:
         raise _error(world, f"dataset {cfg.dataset!r}'s component keys have changed since run {run.model}/{run.name} started: "
                             "resuming would condition on other keys; start a new run instead")
+
+
+def _hold_out_requests(world: World, run: Run, cfg: TrainConfig, dataset: Dataset) -> Dataset:
+    """`--hold-out-requests`: the dataset without the kanji of the request suite's existing pairs
+    (ganji.metrics.conditioning.held_out_pairs); a new run records the pairs in its config (the loop's
+    made-up kanji never pair them either), a resumed one must find the same."""
+    if not getattr(cfg.options, "hold_out_requests", False):
+        return dataset
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from ganji.features.component_net import load_component_net
+    from ganji.metrics.conditioning import held_out_pairs
+
+    codepoints = list(dataset.manifest.get("codepoints", []))
+    if len(codepoints) != len(dataset):
+        raise _error(world, f"--hold-out-requests needs to know which kanji each image of dataset {cfg.dataset!r} is "
+                            "(a `ganji fetch-data` kanji dataset): its manifest lists no code points")
+    assert dataset.components is not None  # _attach_vocabulary checked it
+    pairs, rows = held_out_pairs(list(cfg.options.vocabulary), dataset.components, codepoints, set(load_component_net().vocabulary))
+    if not pairs:
+        raise _error(world, f"dataset {cfg.dataset!r} has no two-part kanji the request suite asks for: there is nothing to hold out")
+    if not cfg.options.held_out:
+        cfg.options.held_out = tuple(pairs)
+    elif list(cfg.options.held_out) != pairs:
+        raise _error(world, f"the request suite's existing pairs have changed since run {run.model}/{run.name} started (another "
+                            "ComponentNet?): resuming would train on kanji it held out; start a new run instead")
+    keep = torch.from_numpy(np.setdiff1d(np.arange(len(dataset)), rows))
+    return dataclasses.replace(
+        dataset,
+        images=dataset.images[keep],
+        labels=None if dataset.labels is None else dataset.labels[keep],
+        components=dataset.components[keep],
+        manifest={**dataset.manifest, "codepoints": [codepoints[i] for i in keep.tolist()]},
+    )
 
 
 def _error(world: World, message: str) -> GanjiError:
