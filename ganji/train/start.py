@@ -190,14 +190,22 @@ def _attach_vocabulary(world: World, run: Run, cfg: TrainConfig, dataset: Datase
     if not vocabulary:
         raise _error(world, f"dataset {cfg.dataset!r} has component labels but no component keys (too few kanji?): "
                             "--condition components needs some")
-    if cfg.options.component_mix and len(dataset.manifest.get("codepoints", [])) != len(dataset):
-        raise _error(world, f"--component-mix needs to know which kanji each image of dataset {cfg.dataset!r} is "
-                            "(a `ganji fetch-data` kanji dataset): its manifest lists no code points")
+    if cfg.options.component_mix:
+        _require_code_points(world, cfg, dataset, "--component-mix")
     if not cfg.options.vocabulary:
         cfg.options.vocabulary = tuple(vocabulary)
     elif list(cfg.options.vocabulary) != vocabulary:
         raise _error(world, f"dataset {cfg.dataset!r}'s component keys have changed since run {run.model}/{run.name} started: "
                             "resuming would condition on other keys; start a new run instead")
+
+
+def _require_code_points(world: World, cfg: TrainConfig, dataset: Dataset, flag: str) -> list[int]:
+    """The character of every image, which `flag` needs (its parts come from KanjiVG), or a clear error."""
+    codepoints = list(dataset.manifest.get("codepoints", []))
+    if len(codepoints) != len(dataset):
+        raise _error(world, f"{flag} needs to know which kanji each image of dataset {cfg.dataset!r} is "
+                            "(a `ganji fetch-data` kanji dataset): its manifest lists no code points")
+    return codepoints
 
 
 def _hold_out_requests(world: World, run: Run, cfg: TrainConfig, dataset: Dataset) -> Dataset:
@@ -214,10 +222,7 @@ def _hold_out_requests(world: World, run: Run, cfg: TrainConfig, dataset: Datase
     from ganji.features.component_net import load_component_net
     from ganji.metrics.conditioning import held_out_pairs
 
-    codepoints = list(dataset.manifest.get("codepoints", []))
-    if len(codepoints) != len(dataset):
-        raise _error(world, f"--hold-out-requests needs to know which kanji each image of dataset {cfg.dataset!r} is "
-                            "(a `ganji fetch-data` kanji dataset): its manifest lists no code points")
+    codepoints = _require_code_points(world, cfg, dataset, "--hold-out-requests")
     assert dataset.components is not None  # _attach_vocabulary checked it
     pairs, rows = held_out_pairs(list(cfg.options.vocabulary), dataset.components, codepoints, set(load_component_net().vocabulary))
     if not pairs:
