@@ -474,6 +474,8 @@ def test_measuring_requests_from_the_command_line(trained: Path) -> None:
     assert "real parts" in out.stdout and "real kanji" in out.stdout
     result = json.loads((trained / "runs" / "flow" / "c" / "conditioning.json").read_text(encoding="utf-8"))
     assert result["run"] == "c" and result["per_request"] == 4 and result["requests"]
+    # The sampler the requests were drawn with is recorded (the flow's default sampler, the steps asked for).
+    assert (result["sampler"], result["steps"]) == ("heun", 2) and "heun-2" in out.stdout
     for request in result["requests"]:
         assert 0.0 <= request["hit_rate"] <= 1.0 and request["samples"] == 4
         # A pair the font has is read in the font's own kanji too: at least the one it was taken from.

@@ -36,7 +36,9 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
     def kind_label(s: RequestScore) -> str:
         return f"{s.request.kind}, held out" if join_pair(s.request.keys) in held else s.request.kind
 
+    used = extra["sampler"]  # resolved: the model's default where --sampler/--steps were not given
     result = {"model": model, "run": extra["run"].name, "step": extra["step"], "guide_run": extra["guide_run"],
+              "sampler": used.name if used else None, "steps": used.steps if used else None,
               "held_out": extra["held_out"], **score.to_json()}
     write_json_atomic(extra["run"].path / RESULTS_FILE, result)
     if picture is not None:
@@ -52,7 +54,9 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         return
     guided = f" guided by {extra['guide_run']}" if extra["guide_run"] else ""
     held_note = f"; the kanji of {len(held)} pairs held out of training" if held else ""
-    table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}, {per_request} samples each{held_note}")
+    sampled = f", sampler {used.label}" if used else ""
+    table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}{sampled}, "
+                        f"{per_request} samples each{held_note}")
     numbers = ("hit rate", "each key", "real parts", "real kanji", "unasked", "nearest has", "nearest, unasked", "novel")
     for col in ("request", "kind", "like", *numbers):
         table.add_column(col, justify="right" if col in numbers else "left")

@@ -320,7 +320,8 @@ def evaluate_conditioning(
     guide_run: str | None = None,
 ) -> tuple[ConditioningScore, dict[str, Any]]:
     """The request suite on a conditional run: its score, and what reporting it needs (the run, the
-    checkpoint's step, the samples of every request, the dataset). With `guide_run`, requests are
+    checkpoint's step, the samples of every request, the dataset, the sampler they used: without
+    `sampler`/`steps`, the model's default). With `guide_run`, requests are
     autoguided by that run (ganji.recipes.unet_recipe); the unconditional samples (chance, FID
     baseline) stay the run's own, unguided, so that every row is measured against the same baseline."""
     from ganji.data.store import load_dataset
@@ -331,6 +332,7 @@ def evaluate_conditioning(
     from ganji.metrics.protocol import dataset_features
     from ganji.runs import find_run
     from ganji.runtime.device import resolve_device
+    from ganji.recipes.registry import SamplerChoice
     from ganji.sampling import DEFAULT_AUTOGUIDANCE, DEFAULT_GUIDANCE, SampleRequest, generate, load_model
 
     if per_request < 4:
@@ -353,10 +355,12 @@ def evaluate_conditioning(
         raise GanjiError(f"dataset {dataset.name!r} has too few labelled kanji for the request suite")
     w = (DEFAULT_AUTOGUIDANCE if guided else DEFAULT_GUIDANCE) if guidance is None else guidance
     drawn: dict[tuple[str, ...], torch.Tensor] = {}
+    used: list[SamplerChoice | None] = []  # the sampler every request resolved to, for the report
 
     def draw(keys: tuple[str, ...], n: int, s: int) -> torch.Tensor:
         request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=s, batch_size=batch_size, sampler=sampler, steps=steps,
                                         with_keys=list(keys) or None, guidance=w if keys else (0.0 if guided else None), guided=guided)
+        used.append(request.sampler)
         images = generate(loaded, request)
         drawn[keys] = images
         return images
@@ -365,4 +369,4 @@ def evaluate_conditioning(
                            dataset.components, vocabulary, per_request, w, seed, on_request, dataset.images)
     return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step,
                    "guide_run": loaded.guide.run_name if guided else None,
-                   "held_out": list(getattr(loaded.recipe.cfg.options, "held_out", ()))}
+                   "held_out": list(getattr(loaded.recipe.cfg.options, "held_out", ())), "sampler": used[0]}
