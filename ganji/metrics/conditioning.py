@@ -330,9 +330,9 @@ def evaluate_conditioning(
     from ganji.features.extractors import load_extractor
     from ganji.home import cache_dir
     from ganji.metrics.protocol import dataset_features
+    from ganji.recipes.registry import SamplerChoice
     from ganji.runs import find_run
     from ganji.runtime.device import resolve_device
-    from ganji.recipes.registry import SamplerChoice
     from ganji.sampling import DEFAULT_AUTOGUIDANCE, DEFAULT_GUIDANCE, SampleRequest, generate, load_model
 
     if per_request < 4:
