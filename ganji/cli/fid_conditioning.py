@@ -38,7 +38,7 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
 
     used = extra["sampler"]  # resolved: the model's default where --sampler/--steps were not given
     result = {"model": model, "run": extra["run"].name, "step": extra["step"], "guide_run": extra["guide_run"],
-              "sampler": used.name if used else None, "steps": used.steps if used else None,
+              "sampler": used.name, "steps": used.steps,
               "held_out": extra["held_out"], **score.to_json()}
     write_json_atomic(extra["run"].path / RESULTS_FILE, result)
     if picture is not None:
@@ -54,8 +54,7 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         return
     guided = f" guided by {extra['guide_run']}" if extra["guide_run"] else ""
     held_note = f"; the kanji of {len(held)} pairs held out of training" if held else ""
-    sampled = f", sampler {used.label}" if used else ""
-    table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}{sampled}, "
+    table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}, sampler {used.label}, "
                         f"{per_request} samples each{held_note}")
     numbers = ("hit rate", "each key", "real parts", "real kanji", "unasked", "nearest has", "nearest, unasked", "novel")
     for col in ("request", "kind", "like", *numbers):

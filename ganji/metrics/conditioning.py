@@ -330,7 +330,6 @@ def evaluate_conditioning(
     from ganji.features.extractors import load_extractor
     from ganji.home import cache_dir
     from ganji.metrics.protocol import dataset_features
-    from ganji.recipes.registry import SamplerChoice
     from ganji.runs import find_run
     from ganji.runtime.device import resolve_device
     from ganji.sampling import DEFAULT_AUTOGUIDANCE, DEFAULT_GUIDANCE, SampleRequest, generate, load_model
@@ -354,13 +353,14 @@ def evaluate_conditioning(
     if not requests:
         raise GanjiError(f"dataset {dataset.name!r} has too few labelled kanji for the request suite")
     w = (DEFAULT_AUTOGUIDANCE if guided else DEFAULT_GUIDANCE) if guidance is None else guidance
+    # The sampler does not depend on the request: resolved once for the report (and a bad --steps fails before any sampling).
+    used = SampleRequest.resolve(loaded.spec, loaded.recipe, per_request, sampler=sampler, steps=steps).sampler
+    assert used is not None  # a conditional model is a U-Net, which samples in steps
     drawn: dict[tuple[str, ...], torch.Tensor] = {}
-    used: list[SamplerChoice | None] = []  # the sampler every request resolved to, for the report
 
     def draw(keys: tuple[str, ...], n: int, s: int) -> torch.Tensor:
         request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=s, batch_size=batch_size, sampler=sampler, steps=steps,
                                         with_keys=list(keys) or None, guidance=w if keys else (0.0 if guided else None), guided=guided)
-        used.append(request.sampler)
         images = generate(loaded, request)
         drawn[keys] = images
         return images
@@ -369,4 +369,4 @@ def evaluate_conditioning(
                            dataset.components, vocabulary, per_request, w, seed, on_request, dataset.images)
     return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step,
                    "guide_run": loaded.guide.run_name if guided else None,
-                   "held_out": list(getattr(loaded.recipe.cfg.options, "held_out", ())), "sampler": used[0]}
+                   "held_out": list(getattr(loaded.recipe.cfg.options, "held_out", ())), "sampler": used}
