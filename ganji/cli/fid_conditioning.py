@@ -38,7 +38,7 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
 
     used = extra["sampler"]  # resolved: the model's default where --sampler/--steps were not given
     result = {"model": model, "run": extra["run"].name, "step": extra["step"], "guide_run": extra["guide_run"],
-              "sampler": used.name, "steps": used.steps,
+              **used.fields,
               "held_out": extra["held_out"], **score.to_json()}
     write_json_atomic(extra["run"].path / RESULTS_FILE, result)
     if picture is not None:

@@ -38,7 +38,7 @@ class TrainingEvaluator:
     def sampler_fields(self, recipe: Recipe) -> dict[str, Any]:
         """The sampler of the evaluations, for the metrics log ({} for a one-pass model)."""
         choice = recipe.fast_sampler(EVAL_STEPS)
-        return {"sampler": choice.name, "steps": choice.steps} if choice else {}
+        return choice.fields if choice else {}
 
     def score(self, recipe: Recipe, step: int, batch_size: int = 250) -> dict[str, float]:
         from ganji.sampling import LoadedModel, SampleRequest, generate

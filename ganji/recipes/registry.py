@@ -267,6 +267,11 @@ class SamplerChoice:
         """How reports name it, e.g. `ddim-20`, `ancestral`."""
         return self.name + (f"-{self.steps}" if self.steps is not None else "")
 
+    @property
+    def fields(self) -> dict[str, str | int | None]:
+        """How result files record it (metrics.jsonl's evaluations, conditioning.json)."""
+        return {"sampler": self.name, "steps": self.steps}
+
 
 @dataclass(frozen=True)
 class SamplingSpec:
