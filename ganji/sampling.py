@@ -40,6 +40,7 @@ class LoadedModel:
     step: int
     meta: dict[str, Any]
     guide: LoadedModel | None = None  # a weaker run of the same model, for autoguidance (`guide_run`)
+    classifier: Any = None  # the run's noise-aware component classifier (ganji.features.noisy_component_net), for classifier guidance
 
     @property
     def spec(self) -> ModelSpec:
@@ -55,12 +56,16 @@ def load_model(
     precision: str = "auto",
     best: bool = False,
     guide_run: str | None = None,
+    classifier: bool = False,
 ) -> LoadedModel:
     """A recipe with the weights (and EMA weights) of a run's checkpoint, ready to sample; with
     `best`, the run's lowest-FID checkpoint (best.safetensors, kept by `ganji train --eval-every`);
     with `guide_run`, also that run of the same model, checked to be able to guide this one
-    (autoguidance, ganji.recipes.unet_recipe)."""
+    (autoguidance, ganji.recipes.unet_recipe); with `classifier`, also the run's noise-aware
+    component classifier (`ganji train-classifier`), for classifier guidance."""
     loaded = _load_one(home, model, run_name, checkpoint, device, precision, best)
+    if classifier:
+        loaded = _with_classifier(home, loaded, checkpoint)
     if guide_run is None:
         return loaded
     if not loaded.spec.sampling.iterative:
@@ -73,6 +78,20 @@ def load_model(
     if why is not None:
         raise GanjiError(f"run {model}/{guide.run_name} cannot guide run {model}/{loaded.run_name}: {why}")
     return dataclasses.replace(loaded, guide=guide)
+
+
+def _with_classifier(home: Path, loaded: LoadedModel, checkpoint: Path | None) -> LoadedModel:
+    from ganji.features.noisy_component_net import load_classifier
+
+    if loaded.model != "flow":
+        raise GanjiError(f"--classifier-guidance applies to flow runs (the classifier learns the flow's path), not to the {loaded.model}")
+    if not loaded.recipe.conditional:
+        raise GanjiError("this flow run was trained without components: --classifier-guidance needs one trained with --condition components")
+    if checkpoint is not None:
+        raise GanjiError("--classifier-guidance uses the classifier in a run's folder: name the run (--run), not a --checkpoint file")
+    run = find_run(home, loaded.model, loaded.run_name)
+    classifier = load_classifier(run.path, f"{loaded.model}/{run.name}", list(loaded.recipe.cfg.options.vocabulary), loaded.recipe.device)
+    return dataclasses.replace(loaded, classifier=classifier)
 
 
 def _load_one(home: Path, model: str, run_name: str | None, checkpoint: Path | None, device: str, precision: str, best: bool) -> LoadedModel:
@@ -182,6 +201,7 @@ class SampleRequest:
     use_ema: bool = True
     condition: tuple[str, ...] = ()  # component keys asked for (a conditional run); () = unconditional
     guidance: float = 0.0  # classifier-free guidance w with a condition (ganji.recipes.unet_recipe)
+    classifier_scale: float = 0.0  # classifier guidance s with a condition (ganji.recipes.flow); 0 = off
 
     @property
     def images(self) -> int:
@@ -207,6 +227,7 @@ class SampleRequest:
         with_keys: list[str] | None = None,
         guidance: float | None = None,
         guided: bool = False,
+        classifier_scale: float | None = None,
     ) -> SampleRequest:
         """Fill in the defaults and check every value; a one-line GanjiError for anything wrong.
 
@@ -214,6 +235,8 @@ class SampleRequest:
         a sampler this model lacks gives way to `fallback` (else its default), and --steps/--eta are
         ignored where they do not apply. Strict, they are errors. `guided`: the model has a guide run
         (`load_model(guide_run=...)`), so `guidance` is autoguidance's w, with or without components.
+        `classifier_scale`: classifier guidance's s, for a request (`with_keys`) to a model loaded
+        with its classifier (`load_model(classifier=True)`).
         """
         cls.check_numbers(n, seed, batch_size, interpolate)
         if eta is not None and not (math.isfinite(eta) and eta >= 0):
@@ -221,7 +244,8 @@ class SampleRequest:
         request = cls(n=n, seed=seed, batch_size=batch_size, interpolate=interpolate, use_ema=use_ema)
         choice = _resolve_sampler(model, recipe, sampler, steps, eta, interpolate > 1, strict, fallback)
         keys, w = _resolve_condition(model, recipe, with_keys or [], guidance, guided)
-        return dataclasses.replace(request, sampler=choice, condition=keys, guidance=w)
+        scale = _check_classifier_scale(classifier_scale, bool(keys))
+        return dataclasses.replace(request, sampler=choice, condition=keys, guidance=w, classifier_scale=scale)
 
     @classmethod
     def check_numbers(cls, n: int, seed: int = 0, batch_size: int = DEFAULT_SAMPLE_BATCH, interpolate: int = 0) -> None:
@@ -239,6 +263,17 @@ class SampleRequest:
         images = cls(n=n, interpolate=interpolate).images
         if images > MAX_IMAGES:
             raise GanjiError(f"--n {n} in rows of --interpolate {interpolate} makes {images:,} images, over {MAX_IMAGES:,}")
+
+
+def _check_classifier_scale(scale: float | None, requested: bool) -> float:
+    """Classifier guidance's s (None: off), checked: a number from 0 to MAX_GUIDANCE, for a request."""
+    if scale is None:
+        return 0.0
+    if not (math.isfinite(scale) and 0 <= scale <= MAX_GUIDANCE):
+        raise GanjiError(f"--classifier-guidance must be a number from 0 to {MAX_GUIDANCE:g} (got {scale})")
+    if scale and not requested:
+        raise GanjiError("--classifier-guidance applies to a request for components (--with COMPONENT[:POSITION])")
+    return scale
 
 
 def _resolve_condition(model: ModelSpec, recipe: Recipe, wanted: list[str], guidance: float | None,
@@ -329,6 +364,8 @@ def generate(
     sampler (every image of the batch advanced one call).
     """
     recipe = loaded.recipe
+    if request.classifier_scale and loaded.classifier is None:
+        raise GanjiError("classifier guidance needs the run's classifier: load the model with it (load_model(classifier=True))")
     guide = loaded.guide.recipe if loaded.guide is not None and request.guidance != 0 else None
     noise = make_noise(recipe, request.n, request.seed, request.interpolate)
     low, high = recipe.data_range
@@ -339,7 +376,8 @@ def generate(
         generator = torch.Generator(recipe.device).manual_seed((request.seed * 100_003 + b + 1) % 2**64)
         condition = recipe.condition_vector(request.condition, chunk.shape[0]) if request.condition else None
         images = recipe.generate(chunk, use_ema=request.use_ema, sampler=request.sampler, generator=generator, on_step=on_step,
-                                 condition=condition, guidance=request.guidance, guide=guide)
+                                 condition=condition, guidance=request.guidance, guide=guide,
+                                 classifier=loaded.classifier, classifier_scale=request.classifier_scale)
         out.append(to_uint8(images, low, high).cpu())
         if on_batch is not None:
             on_batch(chunk.shape[0])

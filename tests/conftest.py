@@ -87,3 +87,23 @@ def sample_images(loaded, n: int, **request):
     from ganji.sampling import SampleRequest, generate
 
     return generate(loaded, SampleRequest.resolve(loaded.spec, loaded.recipe, n, **request))
+
+
+def stub_conditioning_suite(monkeypatch: pytest.MonkeyPatch, key: str) -> dict:
+    """`evaluate_conditioning` cut down to its draws: one single-key request (`key`) and the
+    unconditional samples, 2 images each at seed 7, no recogniser or features; returns what it drew,
+    by keys (() for the unconditional ones), filled in when it runs."""
+    import ganji.metrics.conditioning as conditioning
+
+    seen: dict = {}
+
+    def fake_scores(requests, generate, *args, **kwargs):
+        for keys in ((key,), ()):
+            seen[keys] = generate(keys, 2, 7)
+        return "score"
+
+    monkeypatch.setattr(conditioning, "request_suite", lambda *a, **k: [conditioning.Request((key,), "single")])
+    monkeypatch.setattr(conditioning, "score_requests", fake_scores)
+    monkeypatch.setattr("ganji.metrics.protocol.dataset_features", lambda *a, **k: None)
+    monkeypatch.setattr("ganji.features.extractors.load_extractor", lambda *a, **k: type("E", (), {"features": None})())
+    return seen

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_kanji, sample_images
+from conftest import make_kanji, sample_images, stub_conditioning_suite
 
 from ganji.data.components import ANY, split_key
 from ganji.errors import GanjiError
@@ -149,18 +149,7 @@ def test_conditioning_suite_keeps_its_unconditional_baseline_unguided(runs: Path
 
     loaded = load_model(runs, "flow", "c", device="cpu")
     key = next(k for k in loaded.recipe.cfg.options.vocabulary if split_key(k)[1] != ANY)
-    seen: dict[tuple[str, ...], torch.Tensor] = {}
-
-    def fake_scores(requests, generate, *args, **kwargs):
-        for keys in ((key,), ()):
-            seen[keys] = generate(keys, 2, 7)
-        return "score"
-
-    monkeypatch.setattr(conditioning, "request_suite", lambda *a, **k: [conditioning.Request((key,), "single")])
-    monkeypatch.setattr(conditioning, "score_requests", fake_scores)
-    monkeypatch.setattr(conditioning, "dataset_features", lambda *a, **k: None, raising=False)
-    monkeypatch.setattr("ganji.metrics.protocol.dataset_features", lambda *a, **k: None)
-    monkeypatch.setattr("ganji.features.extractors.load_extractor", lambda *a, **k: type("E", (), {"features": None})())
+    seen = stub_conditioning_suite(monkeypatch, key)
     score, extra = conditioning.evaluate_conditioning(runs, "flow", "c", per_request=4, sampler="heun", steps=2, device="cpu", guide_run="cg")
     assert score == "score" and extra["guide_run"] == "cg"
     draw = {"sampler": "heun", "steps": 2, "seed": 7}

@@ -41,7 +41,7 @@ def _root(
 
 def _register() -> None:
     # Importing a command module registers its command on `app`.
-    from ganji.cli import bench, compare, fetch_data, fid, font, quiz, sample, train  # noqa: F401
+    from ganji.cli import bench, compare, fetch_data, fid, font, quiz, sample, train, train_classifier  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ RESULTS_FILE = "conditioning.json"  # in the run folder: the latest measurement
 
 def measure_conditioning(home: Path, model: str, run: str | None, per_request: int, guidance: float | None, seed: int,
                          sampler: str | None, steps: int | None, batch_size: int, device: str, picture: Path | None,
-                         as_json: bool, quiet: bool, guide_run: str | None = None) -> None:
+                         as_json: bool, quiet: bool, guide_run: str | None = None, classifier_guidance: float | None = None) -> None:
     from ganji.atomic import write_json_atomic
     from ganji.data.components import join_pair
     from ganji.metrics.conditioning import RequestScore, evaluate_conditioning
@@ -30,7 +30,8 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         task = progress.add_task(f"requests to {model}", total=None)
         score, extra = evaluate_conditioning(home, model, run, per_request=per_request, guidance=guidance, seed=seed, sampler=sampler,
                                              steps=steps, batch_size=batch_size, device=device,
-                                             on_request=lambda _r: progress.advance(task), guide_run=guide_run)
+                                             on_request=lambda _r: progress.advance(task), guide_run=guide_run,
+                                             classifier_scale=classifier_guidance)
     held = set(extra["held_out"])  # pairs whose kanji the run never saw (`ganji train --hold-out-requests`)
 
     def kind_label(s: RequestScore) -> str:
@@ -38,6 +39,7 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
 
     used = extra["sampler"]  # resolved: the model's default where --sampler/--steps were not given
     result = {"model": model, "run": extra["run"].name, "step": extra["step"], "guide_run": extra["guide_run"],
+              "classifier_guidance": extra["classifier_guidance"],
               **used.fields,
               "held_out": extra["held_out"], **score.to_json()}
     write_json_atomic(extra["run"].path / RESULTS_FILE, result)
@@ -53,6 +55,8 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     guided = f" guided by {extra['guide_run']}" if extra["guide_run"] else ""
+    if extra["classifier_guidance"]:
+        guided += f", classifier guidance {extra['classifier_guidance']:g}"
     held_note = f"; the kanji of {len(held)} pairs held out of training" if held else ""
     table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}, sampler {used.label}, "
                         f"{per_request} samples each{held_note}")

@@ -19,6 +19,9 @@ DEFAULT_SAMPLERS = ", ".join(f"{m.name} {m.sampling.default}" for m in MODELS if
 GUIDE_RUN_HELP = (f"Autoguidance (Karras et al. 2024; {', '.join(m.name for m in MODELS if m.sampling.iterative)}): guide with this weaker run of "
                   "the same model (trained the same way for fewer epochs), pushing away from its mistakes; "
                   "--guidance sets how hard.")
+CLASSIFIER_GUIDANCE_HELP = ("Classifier guidance (Dhariwal & Nichol 2021) of a request, flow runs: every step is pushed towards what "
+                            "the run's noise-aware component classifier (`ganji train-classifier`) reads as the asked-for "
+                            "components, this hard; 0: off.")
 
 
 def _home_of(ctx: typer.Context) -> Path:

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ganji.cli import app
-from ganji.cli.options import DEFAULT_SAMPLERS, GUIDE_RUN_HELP, SAMPLERS_HELP, HomeOption, Model, complete_run
+from ganji.cli.options import CLASSIFIER_GUIDANCE_HELP, DEFAULT_SAMPLERS, GUIDE_RUN_HELP, SAMPLERS_HELP, HomeOption, Model, complete_run
 from ganji.cli.output import writable_target
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
@@ -34,6 +34,7 @@ def sample_command(
     with_keys: Annotated[list[str] | None, typer.Option("--with", metavar="COMPONENT[:POSITION]", help="A run trained with --condition components: ask for this component (repeatable), e.g. --with 魚:left --with 山:right; 木 alone means anywhere.", show_default=False)] = None,
     guidance: Annotated[float | None, typer.Option(help=f"Classifier-free guidance with --with (Ho & Salimans 2022): 0 ignores the request, 1 the conditional model alone, more pushes harder \\[default: {DEFAULT_GUIDANCE:g}]; with --guide-run, autoguidance's weight instead \\[default: {DEFAULT_AUTOGUIDANCE:g}].", show_default=False)] = None,
     guide_run: Annotated[str | None, typer.Option(help=GUIDE_RUN_HELP, show_default=False, autocompletion=complete_run)] = None,
+    classifier_guidance: Annotated[float | None, typer.Option(help=CLASSIFIER_GUIDANCE_HELP + " \\[default: 0].", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Images generated at once (memory).")] = DEFAULT_SAMPLE_BATCH,
     interpolate: Annotated[int, typer.Option(help="Rows of K images walking between random points (0 = off).")] = 0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA weights when the run has them.")] = True,
@@ -55,16 +56,20 @@ def sample_command(
         writable_target(out_dir, "folder")
     if best and checkpoint is not None:
         raise GanjiError("--best picks a run's checkpoint: leave out --checkpoint")
-    loaded = load_model(resolve_home(home), model.value, run, checkpoint, device, best=best, guide_run=guide_run)
+    if classifier_guidance and not with_keys:
+        raise GanjiError("--classifier-guidance applies to a request for components (--with COMPONENT[:POSITION])")
+    loaded = load_model(resolve_home(home), model.value, run, checkpoint, device, best=best, guide_run=guide_run,
+                        classifier=bool(classifier_guidance))
     request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps,
                                     eta=eta, interpolate=interpolate, use_ema=ema, with_keys=with_keys, guidance=guidance,
-                                    guided=loaded.guide is not None)
+                                    guided=loaded.guide is not None, classifier_scale=classifier_guidance)
     calls = loaded.recipe.model_calls(request.sampler)
     total = request.images * calls
     label = f"sampling {model.value}" + (f" ({request.sampler.label})" if request.sampler else "") + (
         f" with {' + '.join(request.condition)}" if request.condition else "") + (
         f", guided by {loaded.guide.run_name}" if loaded.guide is not None else "") + (
-        f", guidance {request.guidance:g}" if request.condition or loaded.guide is not None else "")
+        f", guidance {request.guidance:g}" if request.condition or loaded.guide is not None else "") + (
+        f", classifier guidance {request.classifier_scale:g}" if request.classifier_scale else "")
     progress = Progress(
         TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("model calls x image"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet,

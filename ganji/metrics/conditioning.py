@@ -118,10 +118,15 @@ def held_out_pairs(vocabulary: list[str], components: torch.Tensor, codepoints: 
     labels = components.bool().numpy()
     column = {key: i for i, key in enumerate(vocabulary)}
     pairs = [r.keys for r in request_suite(vocabulary, components, codepoints, known) if r.kind == "existing"]
+    return [join_pair(keys) for keys in pairs], rows_with_pairs(labels, column, pairs)
+
+
+def rows_with_pairs(labels: np.ndarray, column: dict[str, int], pairs: list[tuple[str, ...]]) -> np.ndarray:
+    """The rows of `labels` (N x V bools) that have both keys of any of `pairs`."""
     rows = np.zeros(len(labels), bool)
     for keys in pairs:
         rows |= labels[:, [column[k] for k in keys]].all(axis=1)
-    return [join_pair(keys) for keys in pairs], np.flatnonzero(rows)
+    return np.flatnonzero(rows)
 
 
 @dataclass
@@ -318,12 +323,15 @@ def evaluate_conditioning(
     device: str = "auto",
     on_request: Callable[[Request], None] | None = None,
     guide_run: str | None = None,
+    classifier_scale: float | None = None,
 ) -> tuple[ConditioningScore, dict[str, Any]]:
     """The request suite on a conditional run: its score, and what reporting it needs (the run, the
     checkpoint's step, the samples of every request, the dataset, the sampler they used: without
     `sampler`/`steps`, the model's default). With `guide_run`, requests are
     autoguided by that run (ganji.recipes.unet_recipe); the unconditional samples (chance, FID
-    baseline) stay the run's own, unguided, so that every row is measured against the same baseline."""
+    baseline) stay the run's own, unguided, so that every row is measured against the same baseline.
+    With `classifier_scale`, requests are also classifier-guided by the run's noise-aware classifier
+    (`ganji train-classifier`, ganji.recipes.flow); the unconditional samples are not."""
     from ganji.data.store import load_dataset
     from ganji.errors import GanjiError
     from ganji.features.component_net import load_component_net
@@ -337,7 +345,7 @@ def evaluate_conditioning(
     if per_request < 4:
         raise GanjiError(f"--per-request must be at least 4 (got {per_request})")
     run = find_run(home, model, run_name)
-    loaded = load_model(home, model, run.name, None, device, guide_run=guide_run)
+    loaded = load_model(home, model, run.name, None, device, guide_run=guide_run, classifier=bool(classifier_scale))
     guided = loaded.guide is not None
     if not loaded.recipe.conditional:
         raise GanjiError(f"run {model}/{run.name} was trained without --condition components: there is nothing to ask it for")
@@ -360,7 +368,8 @@ def evaluate_conditioning(
 
     def draw(keys: tuple[str, ...], n: int, s: int) -> torch.Tensor:
         request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=s, batch_size=batch_size, sampler=sampler, steps=steps,
-                                        with_keys=list(keys) or None, guidance=w if keys else (0.0 if guided else None), guided=guided)
+                                        with_keys=list(keys) or None, guidance=w if keys else (0.0 if guided else None), guided=guided,
+                                        classifier_scale=classifier_scale if keys else None)
         images = generate(loaded, request)
         drawn[keys] = images
         return images
@@ -368,5 +377,5 @@ def evaluate_conditioning(
     score = score_requests(requests, draw, recogniser, extractor.features, dataset_features(home, dataset, extractor),
                            dataset.components, vocabulary, per_request, w, seed, on_request, dataset.images)
     return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step,
-                   "guide_run": loaded.guide.run_name if guided else None,
+                   "guide_run": loaded.guide.run_name if guided else None, "classifier_guidance": classifier_scale or 0.0,
                    "held_out": list(getattr(loaded.recipe.cfg.options, "held_out", ())), "sampler": used}

@@ -140,16 +140,22 @@ class Recipe:
         condition: torch.Tensor | None = None,
         guidance: float = 0.0,
         guide: Recipe | None = None,
+        classifier: Any = None,
+        classifier_scale: float = 0.0,
     ) -> torch.Tensor:
         """Images in `data_range` from `noise` (see make_noise), by `sample` on the sampling network
         (its EMA copy unless `use_ema` is False), in eval mode, without gradients. A conditional model
         (ganji.recipes.unet_recipe) also takes `condition` (N x V multi-hot keys) and `guidance`; a
-        U-Net model also a `guide`, a weaker run of it for autoguidance (checked by `guide_mismatch`)."""
+        U-Net model also a `guide`, a weaker run of it for autoguidance (checked by `guide_mismatch`);
+        a conditional flow also a `classifier` (ganji.features.noisy_component_net) and its
+        `classifier_scale` (classifier guidance, ganji.recipes.flow)."""
         extra: dict[str, Any] = {}
         if condition is not None:
             if not self.conditional:
                 raise GanjiError(f"this {self.model_name} run was trained without --condition components: it takes no components")
             extra = {"condition": condition.to(self.device, torch.float32), "guidance": guidance}
+            if classifier is not None and classifier_scale != 0:
+                extra.update(classifier=classifier, classifier_scale=classifier_scale)
         with contextlib.ExitStack() as stack:
             net = stack.enter_context(self.sampling_net(self.sampling_network, use_ema))
             if guide is not None:
