@@ -244,7 +244,7 @@ class SampleRequest:
         request = cls(n=n, seed=seed, batch_size=batch_size, interpolate=interpolate, use_ema=use_ema)
         choice = _resolve_sampler(model, recipe, sampler, steps, eta, interpolate > 1, strict, fallback)
         keys, w = _resolve_condition(model, recipe, with_keys or [], guidance, guided)
-        scale = _check_classifier_scale(classifier_scale, bool(keys))
+        scale = check_classifier_scale(classifier_scale, bool(keys))
         return dataclasses.replace(request, sampler=choice, condition=keys, guidance=w, classifier_scale=scale)
 
     @classmethod
@@ -265,8 +265,9 @@ class SampleRequest:
             raise GanjiError(f"--n {n} in rows of --interpolate {interpolate} makes {images:,} images, over {MAX_IMAGES:,}")
 
 
-def _check_classifier_scale(scale: float | None, requested: bool) -> float:
-    """Classifier guidance's s (None: off), checked: a number from 0 to MAX_GUIDANCE, for a request."""
+def check_classifier_scale(scale: float | None, requested: bool) -> float:
+    """Classifier guidance's s (None: off), checked: a number from 0 to MAX_GUIDANCE, for a request
+    (`ganji sample` checks it before loading the classifier, `SampleRequest.resolve` again)."""
     if scale is None:
         return 0.0
     if not (math.isfinite(scale) and 0 <= scale <= MAX_GUIDANCE):

@@ -45,7 +45,7 @@ def sample_command(
 ) -> None:
     """Generate fake kanji from a trained model."""
     from ganji.images import make_grid, save_image, to_pil
-    from ganji.sampling import SampleRequest, generate, load_model
+    from ganji.sampling import SampleRequest, check_classifier_scale, generate, load_model
 
     SampleRequest.check_numbers(n, seed, batch_size, interpolate)  # before any file is touched
     if output is None and out_dir is None:
@@ -56,8 +56,7 @@ def sample_command(
         writable_target(out_dir, "folder")
     if best and checkpoint is not None:
         raise GanjiError("--best picks a run's checkpoint: leave out --checkpoint")
-    if classifier_guidance and not with_keys:
-        raise GanjiError("--classifier-guidance applies to a request for components (--with COMPONENT[:POSITION])")
+    check_classifier_scale(classifier_guidance, bool(with_keys))  # before the classifier is looked for
     loaded = load_model(resolve_home(home), model.value, run, checkpoint, device, best=best, guide_run=guide_run,
                         classifier=bool(classifier_guidance))
     request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps,

@@ -30,15 +30,12 @@ from ganji.atomic import write_atomic
 from ganji.data.components import split_pair
 from ganji.errors import GanjiError
 from ganji.features.noisy_component_net import METADATA_KEY, NoisyComponentNet, classifier_path
-from ganji.recipes.flow import interpolate_path, widen_edges
+from ganji.recipes.flow import FlowRecipe, interpolate_path, widen_edges
+from ganji.train.loop import to_data_range
 
 MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
 RECALL_TIMES = (0.0, 0.3, 0.6)  # noise levels of the held-out recall figures
-
-
-def _uint8_to_flow(images: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 -> float32 in the flow's data range [-1, 1] (as ganji.train.loop.normalise)."""
-    return images.float().mul_(2.0 / 255.0).add_(-1.0)
 
 
 def train_classifier(
@@ -61,13 +58,12 @@ def train_classifier(
     from ganji.data.store import load_dataset
     from ganji.features.component_mix import MadeUpKanji
     from ganji.metrics.conditioning import rows_with_pairs
-    from ganji.recipes.registry import config_from_json
+    from ganji.recipes.registry import config_from_json, within
     from ganji.runs import find_run, read_run_config
     from ganji.runtime.config import MAX_SEED
     from ganji.runtime.device import resolve_device
 
-    for ok, message in ((1 <= epochs <= MAX_EPOCHS, f"--epochs must be between 1 and {MAX_EPOCHS:,} (got {epochs})"),
-                        (1 <= batch_size <= 65_536, f"--batch-size must be between 1 and 65,536 (got {batch_size})"),
+    for ok, message in (within("--epochs", epochs, 1, MAX_EPOCHS), within("--batch-size", batch_size, 1, MAX_BATCH_SIZE),
                         (0 < lr < 1, f"--lr must be between 0 and 1 (got {lr})"),
                         (0 <= seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED:,} (got {seed})")):
         if not ok:
@@ -115,7 +111,7 @@ def train_classifier(
             x, y = images[index], labels[index]
             if made_up is not None:
                 x, y, _ = made_up.mix(x, rows, y, o.component_mix, seed, step, 0, len(rows))
-            x0 = widen_edges(_uint8_to_flow(x), o.edge_margin)
+            x0 = widen_edges(to_data_range(x, FlowRecipe.data_range), o.edge_margin)
             t = torch.rand(len(rows), generator=draws).to(dev)
             noise = torch.randn(x0.shape, generator=draws).to(dev)
             loss = F.binary_cross_entropy_with_logits(net(interpolate_path(x0, noise, t), t), y.float())
@@ -146,7 +142,7 @@ def train_classifier(
 def held_out_recall(net: NoisyComponentNet, images: torch.Tensor, labels: torch.Tensor, margin: float, seed: int) -> dict[str, float]:
     """The share of the held-out kanji's (kanji, key) labels the classifier finds (p > 1/2) at each of
     RECALL_TIMES, the noise drawn from `seed`."""
-    x0 = widen_edges(_uint8_to_flow(images), margin)
+    x0 = widen_edges(to_data_range(images, FlowRecipe.data_range), margin)
     truth = labels.bool()
     draws = torch.Generator().manual_seed(seed)
     out = {}

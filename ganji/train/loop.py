@@ -104,11 +104,15 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def to_data_range(images_u8: torch.Tensor, data_range: tuple[float, float]) -> torch.Tensor:
+    """uint8 0..255 -> float32 in `data_range` (done where the images are)."""
+    low, high = data_range
+    return images_u8.float().mul_((high - low) / 255.0).add_(low)
+
+
 def normalise(images_u8: torch.Tensor, data_range: tuple[float, float], precision: Precision) -> torch.Tensor:
     """uint8 0..255 -> float32 in `data_range`, in the run's memory format (done on the device)."""
-    low, high = data_range
-    x = images_u8.float().mul_((high - low) / 255.0).add_(low)
-    return x.contiguous(memory_format=precision.memory_format())
+    return to_data_range(images_u8, data_range).contiguous(memory_format=precision.memory_format())
 
 
 def build_recipe(
