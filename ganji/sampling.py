@@ -29,6 +29,7 @@ from ganji.runtime.device import choose_precision, resolve_device
 MAX_IMAGES = 1_000_000  # images per request (--n, rounded up to whole --interpolate rows)
 MAX_BATCH_SIZE = 65_536
 MAX_INTERPOLATE = 1_024
+MAX_BEST_OF = 64  # candidates per image (--best-of)
 
 
 @dataclass
@@ -83,12 +84,13 @@ def load_model(
 def _with_classifier(home: Path, loaded: LoadedModel, checkpoint: Path | None) -> LoadedModel:
     from ganji.features.noisy_component_net import load_classifier
 
+    uses = "--classifier-guidance and --best-of"  # the two users of the classifier
     if loaded.model != "flow":
-        raise GanjiError(f"--classifier-guidance applies to flow runs (the classifier learns the flow's path), not to the {loaded.model}")
+        raise GanjiError(f"{uses} apply to flow runs (the run's classifier learns the flow's path), not to the {loaded.model}")
     if not loaded.recipe.conditional:
-        raise GanjiError("this flow run was trained without components: --classifier-guidance needs one trained with --condition components")
+        raise GanjiError(f"this flow run was trained without components: {uses} need one trained with --condition components")
     if checkpoint is not None:
-        raise GanjiError("--classifier-guidance uses the classifier in a run's folder: name the run (--run), not a --checkpoint file")
+        raise GanjiError(f"{uses} use the classifier in a run's folder: name the run (--run), not a --checkpoint file")
     run = find_run(home, loaded.model, loaded.run_name)
     classifier = load_classifier(run.path, f"{loaded.model}/{run.name}", list(loaded.recipe.cfg.options.vocabulary), loaded.recipe.device)
     return dataclasses.replace(loaded, classifier=classifier)
@@ -202,11 +204,17 @@ class SampleRequest:
     condition: tuple[str, ...] = ()  # component keys asked for (a conditional run); () = unconditional
     guidance: float = 0.0  # classifier-free guidance w with a condition (ganji.recipes.unet_recipe)
     classifier_scale: float = 0.0  # classifier guidance s with a condition (ganji.recipes.flow); 0 = off
+    best_of: int = 1  # candidates drawn per image, the one the run's classifier reads best kept (`generate`); 1 = off
 
     @property
     def images(self) -> int:
         """How many images the request makes: n, or n rounded up to whole interpolation rows."""
         return self.interpolate * -(-self.n // self.interpolate) if self.interpolate > 1 else self.n
+
+    @property
+    def drawn(self) -> int:
+        """How many images the sampler draws: `images` times `best_of`."""
+        return self.images * self.best_of
 
     @classmethod
     def resolve(
@@ -228,6 +236,7 @@ class SampleRequest:
         guidance: float | None = None,
         guided: bool = False,
         classifier_scale: float | None = None,
+        best_of: int | None = None,
     ) -> SampleRequest:
         """Fill in the defaults and check every value; a one-line GanjiError for anything wrong.
 
@@ -236,7 +245,8 @@ class SampleRequest:
         ignored where they do not apply. Strict, they are errors. `guided`: the model has a guide run
         (`load_model(guide_run=...)`), so `guidance` is autoguidance's w, with or without components.
         `classifier_scale`: classifier guidance's s, for a request (`with_keys`) to a model loaded
-        with its classifier (`load_model(classifier=True)`).
+        with its classifier (`load_model(classifier=True)`); `best_of`: candidates per image, kept by
+        that classifier (`generate`).
         """
         cls.check_numbers(n, seed, batch_size, interpolate)
         if eta is not None and not (math.isfinite(eta) and eta >= 0):
@@ -245,7 +255,10 @@ class SampleRequest:
         choice = _resolve_sampler(model, recipe, sampler, steps, eta, interpolate > 1, strict, fallback)
         keys, w = _resolve_condition(model, recipe, with_keys or [], guidance, guided)
         scale = check_classifier_scale(classifier_scale, bool(keys))
-        return dataclasses.replace(request, sampler=choice, condition=keys, guidance=w, classifier_scale=scale)
+        k = check_best_of(best_of, bool(keys), interpolate)
+        if request.images * k > MAX_IMAGES:
+            raise GanjiError(f"--n {n} with --best-of {k} draws {request.images * k:,} images, over {MAX_IMAGES:,}")
+        return dataclasses.replace(request, sampler=choice, condition=keys, guidance=w, classifier_scale=scale, best_of=k)
 
     @classmethod
     def check_numbers(cls, n: int, seed: int = 0, batch_size: int = DEFAULT_SAMPLE_BATCH, interpolate: int = 0) -> None:
@@ -275,6 +288,20 @@ def check_classifier_scale(scale: float | None, requested: bool) -> float:
     if scale and not requested:
         raise GanjiError("--classifier-guidance applies to a request for components (--with COMPONENT[:POSITION])")
     return scale
+
+
+def check_best_of(best_of: int | None, requested: bool, interpolate: int = 0) -> int:
+    """--best-of K (None: 1, off), checked: 1 to MAX_BEST_OF, for a request, not for interpolation
+    rows (a kept candidate would break the walk)."""
+    if best_of is None or best_of == 1:
+        return 1
+    if not 1 <= best_of <= MAX_BEST_OF:
+        raise GanjiError(f"--best-of must be between 1 and {MAX_BEST_OF} (got {best_of})")
+    if not requested:
+        raise GanjiError("--best-of applies to a request for components (--with COMPONENT[:POSITION])")
+    if interpolate > 1:
+        raise GanjiError("--best-of keeps one of several candidates per image, which would break --interpolate's rows: use one or the other")
+    return best_of
 
 
 def _resolve_condition(model: ModelSpec, recipe: Recipe, wanted: list[str], guidance: float | None,
@@ -361,14 +388,20 @@ def generate(
 ) -> torch.Tensor:
     """`request.images` images (uint8, N x C x H x W, ink bright) from a loaded model, in batches.
 
-    on_batch(k) after each batch of k images; on_step(i) after each network call of an iterative
-    sampler (every image of the batch advanced one call).
+    With `request.best_of` K > 1, K candidates per image (starting points K·i ... K·i + K - 1 for
+    image i, as a request for K·n images would draw them) and image i the candidate the run's
+    noise-aware classifier gives the highest log p(request | x_0): best-of-K selection by a verifier,
+    K times the sampling work. The classifier is not ComponentNet, the judge of
+    `ganji fid --condition components`, but it reads the same labels (README, classifier guidance).
+
+    on_batch(k) after each batch of k images drawn; on_step(i) after each network call of an
+    iterative sampler (every image of the batch advanced one call).
     """
     recipe = loaded.recipe
-    if request.classifier_scale and loaded.classifier is None:
-        raise GanjiError("classifier guidance needs the run's classifier: load the model with it (load_model(classifier=True))")
+    if (request.classifier_scale or request.best_of > 1) and loaded.classifier is None:
+        raise GanjiError("classifier guidance and --best-of need the run's classifier: load the model with it (load_model(classifier=True))")
     guide = loaded.guide.recipe if loaded.guide is not None and request.guidance != 0 else None
-    noise = make_noise(recipe, request.n, request.seed, request.interpolate)
+    noise = make_noise(recipe, request.n * request.best_of, request.seed, request.interpolate)
     low, high = recipe.data_range
     out = []
     for b, start in enumerate(range(0, noise.shape[0], request.batch_size)):
@@ -382,7 +415,17 @@ def generate(
         out.append(to_uint8(images, low, high).cpu())
         if on_batch is not None:
             on_batch(chunk.shape[0])
-    return torch.cat(out)[: noise.shape[0]]
+    images = torch.cat(out)[: noise.shape[0]]
+    return images if request.best_of == 1 else _keep_best(loaded.classifier, recipe, images, request)
+
+
+def _keep_best(classifier: Any, recipe: Recipe, candidates: torch.Tensor, request: SampleRequest) -> torch.Tensor:
+    """Of each image's `best_of` consecutive candidates, the one the classifier reads the request in
+    most surely (the first of equals)."""
+    scores = torch.cat([classifier.read(chunk, recipe.condition_vector(request.condition, len(chunk))).cpu()
+                        for chunk in candidates.split(request.batch_size)])
+    best = scores.view(-1, request.best_of).argmax(1)
+    return candidates.view(-1, request.best_of, *candidates.shape[1:])[torch.arange(len(best)), best]
 
 
 def generate_tracked(loaded: LoadedModel, request: SampleRequest, track: Callable[[str, int], Callable[[int], None]],
@@ -390,8 +433,8 @@ def generate_tracked(loaded: LoadedModel, request: SampleRequest, track: Callabl
     """`generate`, reported to one progress bar `label` (a metrics Track) counted in network calls x
     images: per batch for one-pass models, per network call for iterative samplers."""
     calls = loaded.recipe.model_calls(request.sampler)
-    advance = track(label, request.images * calls)
+    advance = track(label, request.drawn * calls)
     if calls > 1:
-        batch = min(request.batch_size, request.images)
+        batch = min(request.batch_size, request.drawn)
         return generate(loaded, request, on_step=lambda _i: advance(batch))
     return generate(loaded, request, on_batch=advance)

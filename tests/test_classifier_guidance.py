@@ -21,7 +21,7 @@ from ganji.errors import GanjiError
 from ganji.features.noisy_component_net import CLASSIFIER_FILE, NoisyComponentNet, load_classifier
 from ganji.train.classifier import train_classifier
 from ganji.metrics.conditioning import rows_with_pairs
-from ganji.recipes.flow import CG_EDGE, classifier_guided
+from ganji.recipes.flow import CG_EDGE, classifier_guided, widen_edges
 from ganji.sampling import load_model
 from ganji.train.start import train
 
@@ -123,8 +123,36 @@ def test_guided_samples(runs: Path) -> None:
     assert torch.equal(pushed, sample_images(loaded, 3, classifier_scale=50.0, **draw))
     with pytest.raises(GanjiError, match="applies to a request for components"):
         sample_images(loaded, 3, classifier_scale=1.0, sampler="heun", steps=3)
-    with pytest.raises(GanjiError, match="needs the run's classifier"):
+    with pytest.raises(GanjiError, match="need the run's classifier"):
         sample_images(plain, 3, classifier_scale=1.0, **draw)
+
+
+def test_best_of_keeps_the_candidate_the_classifier_reads_best(runs: Path) -> None:
+    """--best-of K: image i is, of the candidates a request for K·n images draws at K·i ... K·i + K - 1,
+    the one with the highest log p(request | x_0) by the run's classifier, read at t = 0 with the
+    run's edge margin (as it was trained); 1 is the plain request, bit for bit."""
+    loaded = load_model(runs, "flow", "c", device="cpu", classifier=True)
+    key = a_key(loaded)
+    draw = {"sampler": "heun", "steps": 2, "seed": 5, "with_keys": [key], "classifier_scale": 20.0}
+    candidates = sample_images(loaded, 12, **draw)
+    kept = sample_images(loaded, 4, best_of=3, **draw)
+    assert kept.shape == (4, *candidates.shape[1:]) and kept.dtype == torch.uint8
+    condition = loaded.recipe.condition_vector((key,), 12)
+    scores = loaded.classifier.read(candidates, condition)
+    x0 = widen_edges(candidates.float() / 127.5 - 1, loaded.classifier.meta["edge_margin"])  # the classifier's t = 0 input, by hand
+    torch.testing.assert_close(scores, (torch.nn.functional.logsigmoid(loaded.classifier.net(x0, torch.zeros(12))) * condition).sum(1))
+    best = scores.view(4, 3).argmax(1)
+    assert torch.equal(kept, candidates.view(4, 3, *candidates.shape[1:])[torch.arange(4), best])
+    assert torch.equal(sample_images(loaded, 4, best_of=1, **draw), candidates[:4])
+    for bad, message in (({"best_of": 0}, "--best-of must be between 1 and 64"), ({"best_of": 65}, "between 1 and 64"),
+                         ({"best_of": 2, "with_keys": None, "classifier_scale": None}, "applies to a request for components"),
+                         ({"best_of": 2, "interpolate": 2}, "--interpolate")):
+        with pytest.raises(GanjiError, match=message):
+            sample_images(loaded, 4, **{**draw, **bad})
+    with pytest.raises(GanjiError, match="draws 1,200,000 images, over 1,000,000"):
+        sample_images(loaded, 600_000, **{**draw, "best_of": 2})
+    with pytest.raises(GanjiError, match="need the run's classifier"):
+        sample_images(load_model(runs, "flow", "c", device="cpu"), 2, best_of=2, **{**draw, "classifier_scale": None})
 
 
 def test_conditioning_suite_guides_requests_only(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,10 +166,14 @@ def test_conditioning_suite_guides_requests_only(runs: Path, monkeypatch: pytest
     draw = {"sampler": "heun", "steps": 2, "seed": 7}
     assert torch.equal(seen[()], sample_images(loaded, 2, **draw))
     assert torch.equal(seen[(key,)], sample_images(loaded, 2, with_keys=[key], classifier_scale=30.0, **draw))
+    _, extra = conditioning.evaluate_conditioning(runs, "flow", "c", per_request=4, sampler="heun", steps=2, device="cpu", best_of=3)
+    assert extra["best_of"] == 3 and extra["classifier_guidance"] == 0.0
+    assert torch.equal(seen[()], sample_images(loaded, 2, **draw))  # never picked among: nothing is asked
+    assert torch.equal(seen[(key,)], sample_images(loaded, 2, with_keys=[key], best_of=3, **draw))
 
 
 def test_which_runs_take_a_classifier(runs: Path, tmp_path: Path) -> None:
-    for run, model, message in (("u", "flow", "trained without components"), ("d", "ddpm", "applies to flow runs")):
+    for run, model, message in (("u", "flow", "trained without components"), ("d", "ddpm", "apply to flow runs")):
         with pytest.raises(GanjiError, match=message):
             load_model(runs, model, run, device="cpu", classifier=True)
     with pytest.raises(GanjiError, match="there is nothing to guide towards"):
@@ -166,11 +198,18 @@ def test_cli(runs: Path) -> None:
                 "-o", str(runs / "a.png"))
     assert out.returncode == 0, out.stderr
     assert "classifier guidance 4" in out.stderr and (runs / "a.png").exists()
+    out = ganji(runs, "sample", "flow", "--run", "c", "--with", key, "--best-of", "3", "--n", "2", "--steps", "2", "-o", str(runs / "k.png"))
+    assert out.returncode == 0, out.stderr
+    assert "best of 3" in out.stderr and (runs / "k.png").exists()
     for args, message in (
         (("sample", "flow", "--run", "c", "--classifier-guidance", "4", "-o", str(runs / "b.png")), "applies to a request for components"),
         (("sample", "flow", "--run", "c", "--with", key, "--classifier-guidance", "-1", "-o", str(runs / "b.png")), "from 0 to"),
         (("sample", "flow", "--run", "u", "--with", key, "--classifier-guidance", "4", "-o", str(runs / "b.png")), "without components"),
         (("fid", "flow", "--run", "c", "--classifier-guidance", "4", "--n", "12"), "applies with --condition components"),
+        (("sample", "flow", "--run", "c", "--with", key, "--best-of", "0", "-o", str(runs / "b.png")), "--best-of must be between"),
+        (("sample", "flow", "--run", "c", "--best-of", "2", "-o", str(runs / "b.png")), "applies to a request for components"),
+        (("sample", "ddpm", "--run", "d", "--with", key, "--best-of", "2", "-o", str(runs / "b.png")), "apply to flow runs"),
+        (("fid", "flow", "--run", "c", "--best-of", "2", "--n", "12"), "--best-of applies with --condition components"),
         (("train-classifier", "flow", "--run", "u", "-q"), "nothing to guide towards"),
         (("train-classifier", "flow", "--run", "c", "--epochs", "0", "-q"), "--epochs must be"),
     ):
@@ -178,4 +217,4 @@ def test_cli(runs: Path) -> None:
         assert bad.returncode != 0 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
         assert message in bad.stderr
     assert not (runs / "b.png").exists()
-    assert "--classifier-guidance" in ganji(runs, "sample", "--help").stdout
+    assert all(option in ganji(runs, "sample", "--help").stdout for option in ("--classifier-guidance", "--best-of"))

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ganji.cli import app
-from ganji.cli.options import CLASSIFIER_GUIDANCE_HELP, DEFAULT_SAMPLERS, GUIDE_RUN_HELP, SAMPLERS_HELP, HomeOption, Model, complete_dataset, complete_run
+from ganji.cli.options import BEST_OF_HELP, CLASSIFIER_GUIDANCE_HELP, DEFAULT_SAMPLERS, GUIDE_RUN_HELP, SAMPLERS_HELP, HomeOption, Model, complete_dataset, complete_run
 from ganji.cli.output import stage_progress
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
@@ -69,6 +69,7 @@ def fid_command(
     guidance: Annotated[float | None, typer.Option(help=f"With --condition: classifier-free guidance \\[default: {DEFAULT_GUIDANCE:g}]; with --guide-run: autoguidance's weight \\[default: {DEFAULT_AUTOGUIDANCE:g}].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
     guide_run: Annotated[str | None, typer.Option(help=GUIDE_RUN_HELP + " One model's run only.", show_default=False, rich_help_panel=_PANEL_HOW, autocompletion=complete_run)] = None,
     classifier_guidance: Annotated[float | None, typer.Option(help="With --condition: " + CLASSIFIER_GUIDANCE_HELP + " \\[default: 0].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
+    best_of: Annotated[int | None, typer.Option(help="With --condition: " + BEST_OF_HELP + " \\[default: 1].", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
     picture: Annotated[Path | None, typer.Option(help="With --condition: draw each request's samples above their nearest real kanji into this PNG.", show_default=False, rich_help_panel=_PANEL_HOW)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per model, then the reference rows) instead of a table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -85,10 +86,12 @@ def fid_command(
         from ganji.cli.fid_conditioning import measure_conditioning
 
         measure_conditioning(resolve_home(home), model.value, run, per_request, guidance, seed, sampler, steps, batch_size, device,
-                             picture, as_json, quiet, guide_run, classifier_guidance)
+                             picture, as_json, quiet, guide_run, classifier_guidance, best_of)
         return
     if classifier_guidance is not None:
         raise GanjiError("--classifier-guidance applies with --condition components (it guides requests for components)")
+    if best_of is not None:
+        raise GanjiError("--best-of applies with --condition components (it picks among samples of a request for components)")
     chosen = sum([model is not None, all_models, images is not None])
     if chosen != 1:
         raise GanjiError(f"say what to measure: a model ({', '.join(model_names())}), --all, or --images DIR (one of them)")

@@ -16,7 +16,8 @@ RESULTS_FILE = "conditioning.json"  # in the run folder: the latest measurement
 
 def measure_conditioning(home: Path, model: str, run: str | None, per_request: int, guidance: float | None, seed: int,
                          sampler: str | None, steps: int | None, batch_size: int, device: str, picture: Path | None,
-                         as_json: bool, quiet: bool, guide_run: str | None = None, classifier_guidance: float | None = None) -> None:
+                         as_json: bool, quiet: bool, guide_run: str | None = None, classifier_guidance: float | None = None,
+                         best_of: int | None = None) -> None:
     from ganji.atomic import write_json_atomic
     from ganji.data.components import join_pair
     from ganji.metrics.conditioning import RequestScore, evaluate_conditioning
@@ -31,15 +32,15 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
         score, extra = evaluate_conditioning(home, model, run, per_request=per_request, guidance=guidance, seed=seed, sampler=sampler,
                                              steps=steps, batch_size=batch_size, device=device,
                                              on_request=lambda _r: progress.advance(task), guide_run=guide_run,
-                                             classifier_scale=classifier_guidance)
+                                             classifier_scale=classifier_guidance, best_of=best_of)
     held = set(extra["held_out"])  # pairs whose kanji the run never saw (`ganji train --hold-out-requests`)
 
     def kind_label(s: RequestScore) -> str:
         return f"{s.request.kind}, held out" if join_pair(s.request.keys) in held else s.request.kind
 
     used = extra["sampler"]  # resolved: the model's default where --sampler/--steps were not given
-    result = {"model": model, "run": extra["run"].name, "step": extra["step"], "guide_run": extra["guide_run"],
-              "classifier_guidance": extra["classifier_guidance"],
+    result = {"model": model, "run": extra["run"].name, "step": extra["step"], "seed": seed, "guide_run": extra["guide_run"],
+              "classifier_guidance": extra["classifier_guidance"], "best_of": extra["best_of"],
               **used.fields,
               "held_out": extra["held_out"], **score.to_json()}
     write_json_atomic(extra["run"].path / RESULTS_FILE, result)
@@ -57,6 +58,8 @@ def measure_conditioning(home: Path, model: str, run: str | None, per_request: i
     guided = f" guided by {extra['guide_run']}" if extra["guide_run"] else ""
     if extra["classifier_guidance"]:
         guided += f", classifier guidance {extra['classifier_guidance']:g}"
+    if extra["best_of"] > 1:
+        guided += f", best of {extra['best_of']}"
     held_note = f"; the kanji of {len(held)} pairs held out of training" if held else ""
     table = Table(title=f"{model} run {extra['run'].name}: component requests,{guided} guidance {score.guidance:g}, sampler {used.label}, "
                         f"{per_request} samples each{held_note}")

@@ -22,6 +22,9 @@ GUIDE_RUN_HELP = (f"Autoguidance (Karras et al. 2024; {', '.join(m.name for m in
 CLASSIFIER_GUIDANCE_HELP = ("Classifier guidance (Dhariwal & Nichol 2021) of a request, flow runs: every step is pushed towards what "
                             "the run's noise-aware component classifier (`ganji train-classifier`) reads as the asked-for "
                             "components, this hard; 0: off.")
+BEST_OF_HELP = ("Best of K, flow runs: draw K candidates per image of a request and keep the one the run's noise-aware "
+                "component classifier (`ganji train-classifier`) reads the asked-for components in most surely (K times the "
+                "sampling work); 1: off.")
 
 
 def _home_of(ctx: typer.Context) -> Path:

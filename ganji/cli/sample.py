@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ganji.cli import app
-from ganji.cli.options import CLASSIFIER_GUIDANCE_HELP, DEFAULT_SAMPLERS, GUIDE_RUN_HELP, SAMPLERS_HELP, HomeOption, Model, complete_run
+from ganji.cli.options import BEST_OF_HELP, CLASSIFIER_GUIDANCE_HELP, DEFAULT_SAMPLERS, GUIDE_RUN_HELP, SAMPLERS_HELP, HomeOption, Model, complete_run
 from ganji.cli.output import writable_target
 from ganji.console import console, err_console
 from ganji.errors import GanjiError
@@ -35,6 +35,7 @@ def sample_command(
     guidance: Annotated[float | None, typer.Option(help=f"Classifier-free guidance with --with (Ho & Salimans 2022): 0 ignores the request, 1 the conditional model alone, more pushes harder \\[default: {DEFAULT_GUIDANCE:g}]; with --guide-run, autoguidance's weight instead \\[default: {DEFAULT_AUTOGUIDANCE:g}].", show_default=False)] = None,
     guide_run: Annotated[str | None, typer.Option(help=GUIDE_RUN_HELP, show_default=False, autocompletion=complete_run)] = None,
     classifier_guidance: Annotated[float | None, typer.Option(help=CLASSIFIER_GUIDANCE_HELP + " \\[default: 0].", show_default=False)] = None,
+    best_of: Annotated[int, typer.Option(help=BEST_OF_HELP)] = 1,
     batch_size: Annotated[int, typer.Option(help="Images generated at once (memory).")] = DEFAULT_SAMPLE_BATCH,
     interpolate: Annotated[int, typer.Option(help="Rows of K images walking between random points (0 = off).")] = 0,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA weights when the run has them.")] = True,
@@ -45,7 +46,7 @@ def sample_command(
 ) -> None:
     """Generate fake kanji from a trained model."""
     from ganji.images import make_grid, save_image, to_pil
-    from ganji.sampling import SampleRequest, check_classifier_scale, generate, load_model
+    from ganji.sampling import SampleRequest, check_best_of, check_classifier_scale, generate, load_model
 
     SampleRequest.check_numbers(n, seed, batch_size, interpolate)  # before any file is touched
     if output is None and out_dir is None:
@@ -56,19 +57,23 @@ def sample_command(
         writable_target(out_dir, "folder")
     if best and checkpoint is not None:
         raise GanjiError("--best picks a run's checkpoint: leave out --checkpoint")
-    check_classifier_scale(classifier_guidance, bool(with_keys))  # before the classifier is looked for
+    # Before the classifier is looked for:
+    ranked = check_best_of(best_of, bool(with_keys), interpolate) > 1
+    check_classifier_scale(classifier_guidance, bool(with_keys))
     loaded = load_model(resolve_home(home), model.value, run, checkpoint, device, best=best, guide_run=guide_run,
-                        classifier=bool(classifier_guidance))
+                        classifier=bool(classifier_guidance) or ranked)
     request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps,
                                     eta=eta, interpolate=interpolate, use_ema=ema, with_keys=with_keys, guidance=guidance,
-                                    guided=loaded.guide is not None, classifier_scale=classifier_guidance)
+                                    guided=loaded.guide is not None, classifier_scale=classifier_guidance,
+                                    best_of=best_of)
     calls = loaded.recipe.model_calls(request.sampler)
-    total = request.images * calls
+    total = request.drawn * calls
     label = f"sampling {model.value}" + (f" ({request.sampler.label})" if request.sampler else "") + (
         f" with {' + '.join(request.condition)}" if request.condition else "") + (
         f", guided by {loaded.guide.run_name}" if loaded.guide is not None else "") + (
         f", guidance {request.guidance:g}" if request.condition or loaded.guide is not None else "") + (
-        f", classifier guidance {request.classifier_scale:g}" if request.classifier_scale else "")
+        f", classifier guidance {request.classifier_scale:g}" if request.classifier_scale else "") + (
+        f", best of {request.best_of}" if request.best_of > 1 else "")
     progress = Progress(
         TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("model calls x image"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet,
@@ -76,7 +81,7 @@ def sample_command(
     start = time.perf_counter()
     with progress:
         task = progress.add_task("sample", total=total)
-        batch = min(batch_size, request.images)
+        batch = min(batch_size, request.drawn)
         images = generate(
             loaded, request,
             on_batch=(lambda size: progress.advance(task, size)) if calls == 1 else None,

@@ -71,14 +71,29 @@ class FlowClassifier:
     vocabulary: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def log_prob(self, x_t: Tensor, t: Tensor, condition: Tensor) -> Tensor:
+        """log p_φ(y | x_t, t) per image (N,) for the keys marked in `condition` (N x V multi-hot):
+        the sum of log σ(logit_k) over them."""
+        return (F.logsigmoid(self.net(x_t.float(), t.float())) * condition.float()).sum(1)
+
     def grad_log_prob(self, x_t: Tensor, t: Tensor, condition: Tensor) -> Tensor:
-        """∇_x log p_φ(y | x_t, t) for the keys marked in `condition` (N x V multi-hot): the sum of
-        log σ(logit_k) over them ([CG] §4), by one backward pass through the classifier alone."""
+        """∇_x log p_φ(y | x_t, t) ([CG] §4), by one backward pass through the classifier alone."""
         with torch.enable_grad():
             x = x_t.detach().float().requires_grad_(True)
-            log_p = (F.logsigmoid(self.net(x, t.float())) * condition.float()).sum()
-            (grad,) = torch.autograd.grad(log_p, x)
+            (grad,) = torch.autograd.grad(self.log_prob(x, t, condition).sum(), x)
         return grad
+
+    @torch.no_grad()
+    def read(self, images: Tensor, condition: Tensor) -> Tensor:
+        """log p_φ(y | x_0) (N,) of finished images (uint8, ink bright, as `generate` returns them),
+        at t = 0 and prepared as the classifier was trained: the flow's range, edges widened at the
+        run's `--edge-margin` (`--best-of`: ganji.sampling)."""
+        from ganji.recipes.flow import FlowRecipe, widen_edges
+        from ganji.train.loop import to_data_range
+
+        device = next(self.net.parameters()).device
+        x0 = widen_edges(to_data_range(images.to(device), FlowRecipe.data_range), float(self.meta.get("edge_margin", 0.0)))
+        return self.log_prob(x0, torch.zeros(len(x0), device=device), condition.to(device))
 
 
 def classifier_path(run_path: Path) -> Path:

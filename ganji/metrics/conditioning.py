@@ -324,6 +324,7 @@ def evaluate_conditioning(
     on_request: Callable[[Request], None] | None = None,
     guide_run: str | None = None,
     classifier_scale: float | None = None,
+    best_of: int | None = None,
 ) -> tuple[ConditioningScore, dict[str, Any]]:
     """The request suite on a conditional run: its score, and what reporting it needs (the run, the
     checkpoint's step, the samples of every request, the dataset, the sampler they used: without
@@ -331,7 +332,9 @@ def evaluate_conditioning(
     autoguided by that run (ganji.recipes.unet_recipe); the unconditional samples (chance, FID
     baseline) stay the run's own, unguided, so that every row is measured against the same baseline.
     With `classifier_scale`, requests are also classifier-guided by the run's noise-aware classifier
-    (`ganji train-classifier`, ganji.recipes.flow); the unconditional samples are not."""
+    (`ganji train-classifier`, ganji.recipes.flow), and with `best_of` K each request's image is the
+    candidate of K that classifier reads the request in most surely (ganji.sampling.generate); the
+    unconditional samples are neither."""
     from ganji.data.store import load_dataset
     from ganji.errors import GanjiError
     from ganji.features.component_net import load_component_net
@@ -340,12 +343,13 @@ def evaluate_conditioning(
     from ganji.metrics.protocol import dataset_features
     from ganji.runs import find_run
     from ganji.runtime.device import resolve_device
-    from ganji.sampling import DEFAULT_AUTOGUIDANCE, DEFAULT_GUIDANCE, SampleRequest, generate, load_model
+    from ganji.sampling import DEFAULT_AUTOGUIDANCE, DEFAULT_GUIDANCE, SampleRequest, check_best_of, generate, load_model
 
     if per_request < 4:
         raise GanjiError(f"--per-request must be at least 4 (got {per_request})")
+    k = check_best_of(best_of, True)
     run = find_run(home, model, run_name)
-    loaded = load_model(home, model, run.name, None, device, guide_run=guide_run, classifier=bool(classifier_scale))
+    loaded = load_model(home, model, run.name, None, device, guide_run=guide_run, classifier=bool(classifier_scale) or k > 1)
     guided = loaded.guide is not None
     if not loaded.recipe.conditional:
         raise GanjiError(f"run {model}/{run.name} was trained without --condition components: there is nothing to ask it for")
@@ -369,7 +373,7 @@ def evaluate_conditioning(
     def draw(keys: tuple[str, ...], n: int, s: int) -> torch.Tensor:
         request = SampleRequest.resolve(loaded.spec, loaded.recipe, n, seed=s, batch_size=batch_size, sampler=sampler, steps=steps,
                                         with_keys=list(keys) or None, guidance=w if keys else (0.0 if guided else None), guided=guided,
-                                        classifier_scale=classifier_scale if keys else None)
+                                        classifier_scale=classifier_scale if keys else None, best_of=k if keys else None)
         images = generate(loaded, request)
         drawn[keys] = images
         return images
@@ -377,5 +381,5 @@ def evaluate_conditioning(
     score = score_requests(requests, draw, recogniser, extractor.features, dataset_features(home, dataset, extractor),
                            dataset.components, vocabulary, per_request, w, seed, on_request, dataset.images)
     return score, {"samples": drawn, "dataset": dataset, "run": run, "step": loaded.step,
-                   "guide_run": loaded.guide.run_name if guided else None, "classifier_guidance": classifier_scale or 0.0,
+                   "guide_run": loaded.guide.run_name if guided else None, "classifier_guidance": classifier_scale or 0.0, "best_of": k,
                    "held_out": list(getattr(loaded.recipe.cfg.options, "held_out", ())), "sampler": used}
