@@ -469,11 +469,13 @@ def test_measuring_requests_needs_a_conditional_run(trained: Path) -> None:
 
 
 def test_measuring_requests_from_the_command_line(trained: Path) -> None:
-    out = ganji(trained, "fid", "flow", "--run", "c", "--condition", "components", "--per-request", "4", "--steps", "2", "--device", "cpu")
+    out = ganji(trained, "fid", "flow", "--run", "c", "--condition", "components", "--per-request", "4", "--steps", "2", "--device", "cpu",
+                "--seed", "3")
     assert out.returncode == 0, out.stderr
     assert "real parts" in out.stdout and "real kanji" in out.stdout
     result = json.loads((trained / "runs" / "flow" / "c" / "conditioning.json").read_text(encoding="utf-8"))
     assert result["run"] == "c" and result["per_request"] == 4 and result["requests"]
+    assert result["seed"] == 3 and result["best_of"] == 1 and result["classifier_guidance"] == 0.0  # what makes the reading repeatable
     # The sampler the requests were drawn with is recorded (the flow's default sampler, the steps asked for).
     assert (result["sampler"], result["steps"]) == ("heun", 2) and "heun-2" in out.stdout
     for request in result["requests"]:
