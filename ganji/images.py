@@ -28,6 +28,12 @@ def to_uint8(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Ten
     return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
+def to_data_range(images_u8: torch.Tensor, data_range: tuple[float, float]) -> torch.Tensor:
+    """uint8 0..255 -> float32 in `data_range` (to_uint8's inverse; done where the images are)."""
+    low, high = data_range
+    return images_u8.float().mul_((high - low) / 255.0).add_(low)
+
+
 def grid_columns(n: int) -> int:
     """A square-ish grid: ceil(sqrt(n)) columns."""
     return max(1, math.ceil(math.sqrt(n)))

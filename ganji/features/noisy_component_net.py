@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from ganji.errors import GanjiError
+from ganji.images import to_data_range
 
 CLASSIFIER_FILE = "classifier.safetensors"  # in the run's folder
 METADATA_KEY = "noisy_component_net"
@@ -89,7 +90,6 @@ class FlowClassifier:
         at t = 0 and prepared as the classifier was trained: the flow's range, edges widened at the
         run's `--edge-margin` (`--best-of`: ganji.sampling)."""
         from ganji.recipes.flow import FlowRecipe, widen_edges
-        from ganji.train.loop import to_data_range
 
         device = next(self.net.parameters()).device
         x0 = widen_edges(to_data_range(images.to(device), FlowRecipe.data_range), float(self.meta.get("edge_margin", 0.0)))

@@ -30,8 +30,8 @@ from ganji.atomic import write_atomic
 from ganji.data.components import split_pair
 from ganji.errors import GanjiError
 from ganji.features.noisy_component_net import METADATA_KEY, NoisyComponentNet, classifier_path
+from ganji.images import to_data_range
 from ganji.recipes.flow import FlowRecipe, interpolate_path, widen_edges
-from ganji.train.loop import to_data_range
 
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536

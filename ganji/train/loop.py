@@ -52,7 +52,7 @@ from ganji import __version__
 from ganji.atomic import write_json_atomic
 from ganji.data.store import Dataset
 from ganji.errors import GanjiError
-from ganji.images import make_grid, save_image, to_uint8
+from ganji.images import make_grid, save_image, to_data_range, to_uint8
 from ganji.recipes import spec
 from ganji.recipes.base import Recipe
 from ganji.runs import Run, find_run, remove_stale_temporaries
@@ -102,12 +102,6 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The order of epoch `epoch`: a function of (seed, epoch) alone, so resuming needs no RNG state."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
-
-
-def to_data_range(images_u8: torch.Tensor, data_range: tuple[float, float]) -> torch.Tensor:
-    """uint8 0..255 -> float32 in `data_range` (done where the images are)."""
-    low, high = data_range
-    return images_u8.float().mul_((high - low) / 255.0).add_(low)
 
 
 def normalise(images_u8: torch.Tensor, data_range: tuple[float, float], precision: Precision) -> torch.Tensor:
